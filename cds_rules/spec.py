@@ -1,0 +1,207 @@
+"""The rule language: what a ruleset YAML file may say, as validated pydantic models.
+
+A ruleset has an id, a version, a title, a registry of sources, the derived facts its rules may
+assert, the positive criteria that must all be established for ELIGIBLE, and rules. A rule
+names the facts it requires (patterns), a condition tree over their fields, and what it does:
+assert a derived fact (forward chaining) and/or emit a finding with an outcome.
+
+Conditions are written as nested ``all``/``any`` lists of one-key mappings::
+
+    when:
+      all:
+        - acr.widespread_pain_index: {gte: 7}
+        - any:
+            - trial.stop_reason: {eq: intolerance}
+            - trial.dose_mg_per_day: {gte: 60}
+        - labs.esr_mm_per_h: {gt: {field: patient.age_years, times: 0.5, plus: 5}}
+
+The models here check shape only; ``compiler.py`` checks every path and type against the
+fact records and the declared derived facts.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "COMPARISON_OPERATORS",
+    "OPERATORS",
+    "AllSpec",
+    "AnySpec",
+    "AssertSpec",
+    "ConditionSpec",
+    "CriterionSpec",
+    "DerivedFactSpec",
+    "Evidence",
+    "FindingSpec",
+    "LeafSpec",
+    "Outcome",
+    "ReferenceSpec",
+    "RuleSpec",
+    "RulesetSpec",
+    "SourceSpec",
+    "ThenSpec",
+]
+
+RULE_ID_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$"
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class Outcome(str, Enum):
+    """Screening outcomes. ``severity`` orders them: the most restrictive finding wins."""
+
+    INFO = "INFO"
+    ELIGIBLE = "ELIGIBLE"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+    CANNOT_EVALUATE = "CANNOT_EVALUATE"
+    INELIGIBLE = "INELIGIBLE"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {
+    Outcome.INFO: 0,
+    Outcome.ELIGIBLE: 1,
+    Outcome.NEEDS_REVIEW: 2,
+    Outcome.CANNOT_EVALUATE: 3,
+    Outcome.INELIGIBLE: 4,
+}
+
+
+class Evidence(str, Enum):
+    """Evidence grade of a rule: verified, partly verified, or clinical judgement."""
+
+    V = "V"
+    P = "P"
+    CJ = "CJ"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Spec):
+    """One entry of the source registry (the reference's ``S-xx`` ids)."""
+
+    title: str
+    url: str | None = None
+    status: Evidence | None = None
+
+
+class DerivedFactSpec(_Spec):
+    """A fact that rules may assert, with the types of its properties."""
+
+    title: str
+    properties: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Literal["text", "number", "boolean"]] = (
+        Field(default_factory=dict)
+    )
+
+
+class CriterionSpec(_Spec):
+    """A positive criterion: ELIGIBLE needs the derived fact ``fact`` to be established."""
+
+    fact: Annotated[str, Field(pattern=NAME_PATTERN)]
+    title: str
+    if_not_established: Outcome
+    if_unknown: Outcome = Outcome.CANNOT_EVALUATE
+
+
+class ReferenceSpec(_Spec):
+    """A right-hand side taken from another fact: ``field * times + plus``."""
+
+    field: str
+    times: float = 1.0
+    plus: float = 0.0
+
+
+Scalar = str | int | float | bool
+ValueSpec = Scalar | list[Scalar] | ReferenceSpec
+
+COMPARISON_OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte")
+OPERATORS = (*COMPARISON_OPERATORS, "in", "not_in", "recorded")
+
+
+class LeafSpec(_Spec):
+    """One test of one field: ``{path: {operator: value}}``, parsed into its parts."""
+
+    path: str
+    operator: Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "recorded"]
+    value: Any
+
+
+class AllSpec(_Spec):
+    all: list[ConditionSpec] = Field(min_length=1)
+
+
+class AnySpec(_Spec):
+    any: list[ConditionSpec] = Field(min_length=1)
+
+
+ConditionSpec = AllSpec | AnySpec | LeafSpec
+
+
+class AssertSpec(_Spec):
+    """Assert a derived fact; ``set`` gives its properties (literals or ``{field: ...}``)."""
+
+    fact: Annotated[str, Field(pattern=NAME_PATTERN)]
+    set: dict[str, Scalar | ReferenceSpec] = Field(default_factory=dict)
+
+
+class FindingSpec(_Spec):
+    """A finding for the clinician. ``{alias.field}`` in the message is filled from the facts."""
+
+    outcome: Outcome
+    message: str = Field(min_length=1)
+
+
+class ThenSpec(_Spec):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    assert_: AssertSpec | None = Field(default=None, alias="assert")
+    finding: FindingSpec | None = None
+
+
+class RuleSpec(_Spec):
+    """One rule with a stable id from the clinical reference."""
+
+    id: Annotated[str, Field(pattern=RULE_ID_PATTERN)]
+    title: str = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)
+    evidence: Evidence
+    #: Patterns: ``alias: fact_type``; a list ``[acr, patient]`` means alias = type.
+    requires: dict[Annotated[str, Field(pattern=NAME_PATTERN)], str] = Field(min_length=1)
+    when: ConditionSpec
+    then: ThenSpec
+    on_missing: Outcome | None = None
+    note: str | None = None
+
+    @field_validator("requires", mode="before")
+    @classmethod
+    def _list_means_alias_is_type(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {str(item): item for item in value}
+        return value
+
+
+class RulesetSpec(_Spec):
+    """A whole ruleset file."""
+
+    ruleset: Annotated[str, Field(pattern=NAME_PATTERN)]
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    title: str
+    description: str | None = None
+    sources: dict[str, SourceSpec] = Field(min_length=1)
+    derived: dict[Annotated[str, Field(pattern=NAME_PATTERN)], DerivedFactSpec] = Field(
+        default_factory=dict
+    )
+    criteria: list[CriterionSpec] = Field(default_factory=list)
+    rules: list[RuleSpec] = Field(min_length=1)
+
+
+AllSpec.model_rebuild()
+AnySpec.model_rebuild()
