@@ -570,6 +570,10 @@ class _RuleCompiler:
                        "write the number without quotes" if kind in ("number", "score")
                        and isinstance(value, str) else None)
             return False
+        if kind in ("number", "score") and (abs(value) > 1e12 or "e" in repr(float(value))):
+            self.error("invalid_value", f"`{value}` is outside the numbers the engine can parse",
+                       parts, "write it as a plain decimal between 0.0001 and 10^12")
+            return False
         if info.allowed is not None and value not in info.allowed:
             self.error("invalid_value", f"`{value}` is not a value of `{path}`", parts,
                        did_you_mean(str(value), info.allowed) or

@@ -18,10 +18,12 @@ made impossible here, at this module's border:
   here starts none, and every action runs inside the call that asserted its facts.
 * Exceptions raised in actions are swallowed into the engine's state: every action is wrapped,
   its error recorded, and the evaluation fails with ``EngineError``.
-* Numbers compared with strings compare as text, and a missing attribute fails every test:
-  facts are encoded from typed records only (numbers as floats, explicit ``__known`` flags,
-  score bounds), and every property is type-checked against the compiled fact types before it
-  is asserted. Rules never use ``$not`` and every pattern tests the fact type (the compiler).
+* Numbers compared with strings compare as text, a missing attribute fails every test, and a
+  join reading another fact's missing attribute fails the whole assertion (error 311): facts
+  are encoded from typed records only, every field is always present (numbers as floats; an
+  unknown value has a neutral value of its type and ``__known: false``, and every test is
+  guarded by that flag; scores as bounds), and every property is type-checked against the
+  compiled fact types before it is asserted. Rules never use ``$not`` and every pattern tests the fact type (the compiler).
 * The action context does not say which rule fired: each action is bound to its engine rule
   name, so firings are recorded in order with the facts each matched.
 """
@@ -36,8 +38,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import durable.engine as _durable
+from decimal import Decimal
 from importlib.metadata import version as _package_version
+
+import durable.engine as _durable
+import durable_rules_engine as _c_engine
 
 from .compiler import SENTINEL_TYPE, CompiledRuleset, derived_key, derived_values, engine_value
 from .errors import EngineError
@@ -116,6 +121,37 @@ class _Session:
                 return candidate
 
 
+#: Numbers beyond this are refused: the engine parses integers as 64-bit and no clinical value
+#: comes near it.
+_MAX_MAGNITUDE = 1e12
+
+
+def _number_json(value: float) -> str:
+    """A float in positional notation: the engine's JSON parser rejects exponents (``1e-07``)."""
+    if value != value or abs(value) > _MAX_MAGNITUDE:
+        raise EngineError("invalid_fact", f"number `{value!r}` cannot be given to the engine")
+    text = format(Decimal(repr(value)), "f")
+    return text if "." in text else text + ".0"
+
+
+def fact_json(fact: dict[str, Any]) -> str:
+    """Serialise an engine fact: strings and flags as JSON, numbers positionally."""
+    parts = []
+    for key, value in fact.items():
+        if isinstance(value, float):
+            encoded = _number_json(value)
+        elif isinstance(value, bool | str):
+            encoded = json.dumps(value, ensure_ascii=False)
+        else:
+            raise EngineError("invalid_fact", f"property `{key}` has a value the engine cannot "
+                              f"take: `{value!r}`")
+        parts.append(f"{json.dumps(key)}:{encoded}")
+    return "{" + ",".join(parts) + "}"
+
+
+_NEUTRAL: dict[str, Any] = {"number": 0.0, "boolean": False, "text": ""}
+
+
 def _encode_fields(fact_type: FactType, values: dict[str, Any]) -> dict[str, Any]:
     """Engine properties for typed values: explicit known flags, score bounds, numbers as floats."""
     encoded: dict[str, Any] = {}
@@ -128,6 +164,10 @@ def _encode_fields(fact_type: FactType, values: dict[str, Any]) -> dict[str, Any
             encoded[f"{name}__max"] = float(value.maximum)
             continue
         if value is None:
+            # Always present: a join that reads an absent property of another fact makes the
+            # engine fail (error 311). The neutral value is never decisive: every test is
+            # guarded by the `__known` flag.
+            encoded[name] = _NEUTRAL[info.kind]
             encoded[f"{name}__known"] = False
             continue
         expected = {"number": (int, float), "boolean": (bool,), "text": (str,)}[info.kind]
@@ -206,8 +246,9 @@ class DurableEngine:
         fact = {"sid": session.sid, "id": session.fact_id(), "t": tag,
                 **_encode_fields(fact_type, values)}
         session.keys_by_id[fact["id"]] = key
+        ruleset = self._host.get_ruleset(self._name)
         try:
-            closure.assert_fact(fact)
+            ruleset._handle_result(_c_engine.assert_fact(ruleset._handle, fact_json(fact)), fact)
         except _durable.MessageNotHandledException:
             pass  # no rule consumes this derived fact: the decision step reads it
 
@@ -241,8 +282,21 @@ class DurableEngine:
         fact_id = session.fact_id()
         session.keys_by_id[fact_id] = key or fact_id
         payload = {"sid": session.sid, "id": fact_id, **fact}
+        ruleset = self._host.get_ruleset(self._name)
+        outcome: list[Any] = []
+
+        def complete(error: Any, state: Any) -> None:
+            outcome.append(error)
+
         try:
-            self._host.assert_fact(self._name, payload)
+            handle = ruleset._handle_result(
+                _c_engine.assert_fact(ruleset._handle, fact_json(payload)), payload)
+            ruleset.do_actions(handle, complete)
+            if outcome and outcome[0]:
+                raise outcome[0] if isinstance(outcome[0], BaseException) else EngineError(
+                    "engine_failed", str(outcome[0]))
+        except EngineError:
+            raise
         except _durable.MessageNotHandledException:
             pass  # matched no rule: an empty result, not an error
         except _durable.MessageObservedException as error:

@@ -296,22 +296,42 @@ def _message(rule: CompiledRule, records: Sequence[Record], matched: dict[str, s
     return _PLACEHOLDER.sub(fill, rule.finding.message)
 
 
+def _binding(rule: CompiledRule, records: Sequence[Record], matched: dict[str, str]) -> dict[str, Any]:
+    from .reference import _Fact
+
+    return {alias: _Fact(key, _lookup(records, key)[1]) for alias, key in matched.items()}
+
+
+def _undecided_leaves(condition: Any, binding: dict[str, Any]) -> list[CompiledLeaf]:
+    """Leaves that leave an undecided condition open (decided branches are skipped)."""
+    if evaluate_condition(condition, binding) is not Truth.UNKNOWN:
+        return []
+    if isinstance(condition, CompiledLeaf):
+        return [condition]
+    return [leaf for child in condition.children for leaf in _undecided_leaves(child, binding)]
+
+
 def _unknown_paths(rule: CompiledRule, records: Sequence[Record], matched: dict[str, str],
                    certain_keys: set[str]) -> tuple[list[str], list[str]]:
+    """The derived facts and fields that leave this rule undecided for one set of facts.
+
+    Only tests that are themselves undecided count: a score known as 8-10 does not leave
+    ``>= 5`` open.
+    """
     paths: list[str] = []
     details: list[str] = []
     types = dict(rule.patterns)
     for alias, fact_type in rule.patterns:
         if fact_type.derived and matched[alias] not in certain_keys:
             paths.append(fact_type.name)
-            details.append(f"`{fact_type.name}` could not be established")
-    for leaf in rule.leaves:
+            details.append(f"{fact_type.title or fact_type.name}: could not be established")
+    binding = _binding(rule, records, matched)
+    for leaf in _undecided_leaves(rule.condition, binding):
         fields = [(leaf.alias, leaf.field.name)]
         if leaf.reference:
             fields.append((leaf.reference.alias, leaf.reference.field))
         for alias, name in fields:
-            fact_type_name, values = _lookup(records, matched[alias])
-            value = values.get(name)
+            value = binding[alias].values.get(name)
             path = f"{types[alias].name}.{name}"
             if path in paths:
                 continue
@@ -323,7 +343,6 @@ def _unknown_paths(rule: CompiledRule, records: Sequence[Record], matched: dict[
                 unknown = ", ".join(value.unknown_items)
                 details.append(f"`{path}` is known only as {value.minimum}-{value.maximum}"
                                + (f" (unknown: {unknown})" if unknown else ""))
-            del fact_type_name
     return paths, details
 
 
@@ -334,7 +353,7 @@ def _explain(rule: CompiledRule, records: Sequence[Record], established: set[str
     for alias, fact_type in rule.patterns:
         if fact_type.derived:
             if fact_type.name not in established:
-                reasons.append(f"`{fact_type.name}` not established")
+                reasons.append(f"{fact_type.title or fact_type.name}: not established")
             continue
         matching = [r for r in records if r.fact_type == fact_type.name]
         if len(matching) != 1:

@@ -1,0 +1,933 @@
+"""Patient input: one patient's validated facts, shaped so a FHIR R4 adapter can fill them.
+
+Coded items (drugs, diagnoses) carry an optional ``code`` and ``system``; laboratory results
+carry a value, a unit and the time the sample was taken. A field that is absent or ``null`` is
+unknown: nothing is defaulted or imputed, so a missing weight stays ``None``. Collections
+distinguish "undocumented" (``null``) from "documented none" (``[]``).
+
+Every time window is measured from ``as_of``, which must carry a timezone; the wall clock is
+never read. :func:`load_patient` and :func:`parse_patient` report every problem in the input
+at once as :class:`~cds_rules.errors.InputErrors`, each with a stable code and a JSON path
+such as ``$.labs[2].unit`` (plus line and column for YAML files).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from os import PathLike
+from pathlib import Path
+from types import MappingProxyType
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    NamedTuple,
+    NoReturn,
+    Self,
+    get_args,
+    get_origin,
+)
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from .errors import CdsRulesError, InputError, InputErrors, Location
+from .scoring import PART_A_ITEM_MAXIMUM, PART_B_2010_MAXIMUM, WPI_SITES
+from .yamlio import Positions, json_path, load_yaml_text
+
+__all__ = [
+    "LAB_TESTS",
+    "PLAUSIBLE_RANGES",
+    "CurrentMedication",
+    "Demographics",
+    "Diagnosis",
+    "FibromyalgiaFacts",
+    "LabResult",
+    "LabTest",
+    "NonPharmacologicalTherapy",
+    "PatientFacts",
+    "PlausibleRange",
+    "PriorTrial",
+    "SymptomSeverityPartA",
+    "SymptomSeverityPartB2016",
+    "load_patient",
+    "parse_patient",
+]
+
+
+class PlausibleRange(NamedTuple):
+    """Inclusive limits of a plausible input value; ``None`` means no limit on that side."""
+
+    low: float | None
+    high: float | None
+    unit: str
+
+
+# Input plausibility limits. A value outside them is a data-entry error (a weight of 0 or
+# 850 kg), not a clinical finding: they are input validation, never decision thresholds.
+# Clinical thresholds, doses and windows live in rulesets/*.yaml.
+PLAUSIBLE_RANGES: Final[Mapping[str, PlausibleRange]] = MappingProxyType(
+    {
+        "age_years": PlausibleRange(0, 120, "years"),
+        "weight_kg": PlausibleRange(2, 400, "kg"),
+        "height_cm": PlausibleRange(40, 250, "cm"),
+        "pain_nrs": PlausibleRange(0, 10, "points"),
+        "symptom_duration_months": PlausibleRange(0, None, "months"),
+        "dose": PlausibleRange(0, None, ""),
+        "duration_weeks": PlausibleRange(0, None, "weeks"),
+        "sessions_per_week": PlausibleRange(0, None, "sessions per week"),
+        "sessions": PlausibleRange(0, None, "sessions"),
+        "lab_value": PlausibleRange(0, None, ""),
+    }
+)
+
+
+class LabTest(NamedTuple):
+    """An accepted laboratory test: its canonical unit and the factor from each accepted unit.
+
+    Units are matched after :func:`_unit_key` (case, spaces and the micro sign ignored).
+    A test without a canonical unit (the blood count) is reported only as an interpretation.
+    """
+
+    canonical_unit: str | None
+    factors: Mapping[str, float]
+    spellings: tuple[str, ...]
+
+
+def _lab_test(canonical_unit: str | None, factors: dict[str, float]) -> LabTest:
+    return LabTest(
+        canonical_unit,
+        MappingProxyType({_unit_key(unit): factor for unit, factor in factors.items()}),
+        tuple(factors),
+    )
+
+
+def _unit_key(unit: str) -> str:
+    """Match key of a unit: ``µIU/mL``, ``μ IU/ml`` and ``uIU/mL`` are the same unit."""
+    text = unicodedata.normalize("NFKC", unit).replace(" ", "").replace("μ", "u")
+    return text.lower()
+
+
+# Unit conversions only (arithmetic, not clinical judgement). TSH: 1 µIU/mL = 1 mIU/L, and
+# mU/L is the same international unit. CK: U/L and IU/L are the same enzyme unit.
+# 25-OH vitamin D: 400.64 g/mol, so 1 nmol/L = 0.4006 ng/mL. Vitamin B12 (cobalamin):
+# 1355.37 g/mol, so 1 pmol/L = 1.355 pg/mL. Other units (e.g. vitamin D in ng/L) are rejected
+# rather than guessed.
+LAB_TESTS: Final[Mapping[str, LabTest]] = MappingProxyType(
+    {
+        "cbc": _lab_test(None, {}),
+        "esr": _lab_test("mm/h", {"mm/h": 1.0, "mm/hr": 1.0}),
+        "crp": _lab_test("mg/L", {"mg/L": 1.0, "mg/dL": 10.0}),
+        "tsh": _lab_test(
+            "mIU/L", {"mIU/L": 1.0, "mU/L": 1.0, "uIU/mL": 1.0, "µIU/mL": 1.0, "µU/mL": 1.0}
+        ),
+        "ck": _lab_test("U/L", {"U/L": 1.0, "IU/L": 1.0}),
+        "vitamin_d": _lab_test("ng/mL", {"ng/mL": 1.0, "µg/L": 1.0, "nmol/L": 400.64 / 1000}),
+        "vitamin_b12": _lab_test("pg/mL", {"pg/mL": 1.0, "ng/L": 1.0, "pmol/L": 1355.37 / 1000}),
+    }
+)
+
+#: Body sites that are not among the 19 WPI sites (S-05), with the reason shown to the user.
+_NOT_WPI_SITES: Final[frozenset[str]] = frozenset({"wrist", "ankle", "foot", "hand", "knee"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Error helpers
+
+
+class _Problem(NamedTuple):
+    """One input problem raised from inside a validator; ``at`` extends the field's path."""
+
+    code: str
+    message: str
+    at: tuple[str | int, ...] = ()
+    hint: str | None = None
+
+
+def _raise(*problems: _Problem) -> NoReturn:
+    """Raise problems as one pydantic error; :func:`_convert` splits them again."""
+    first = problems[0]
+    raise PydanticCustomError(
+        first.code, "{message}", {"message": first.message, "problems": problems}
+    )
+
+
+def _show(value: object) -> str:
+    """A user value as it would appear in the input, for use between backticks."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    elif isinstance(value, datetime | date):
+        text = value.isoformat()
+    elif isinstance(value, Mapping | list | tuple):
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    else:
+        text = str(value)
+    text = text.replace("`", "'").replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(value: object) -> str:
+    """What kind of value a user gave, in YAML/JSON terms."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean `{_show(value)}`"
+    if isinstance(value, int | float):
+        return f"number `{_show(value)}`"
+    if isinstance(value, str):
+        return f"text `{_show(value)}`"
+    if isinstance(value, datetime | date):
+        return f"date `{_show(value)}`"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"`{_show(value)}`"
+
+
+def _did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(value.lower(), choices, n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def _one_of(choices: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(f"`{choice}`" for choice in choices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Field types
+
+
+def _within(name: str) -> Callable[[float], float]:
+    """Validator checking a number against ``PLAUSIBLE_RANGES[name]``."""
+    limits = PLAUSIBLE_RANGES[name]
+
+    def check(value: float) -> float:
+        unit = f" {limits.unit}" if limits.unit else ""
+        if not math.isfinite(value):
+            _raise(_Problem("out_of_range", f"`{_show(value)}` is not a finite number"))
+        if limits.low is not None and limits.high is not None:
+            if not limits.low <= value <= limits.high:
+                _raise(
+                    _Problem(
+                        "out_of_range",
+                        f"`{_show(value)}` is outside the plausible range "
+                        f"{_show(float(limits.low))}-{_show(float(limits.high))}{unit}",
+                    )
+                )
+        elif limits.low is not None and value < limits.low:
+            message = (
+                f"`{_show(value)}` must not be negative"
+                if limits.low == 0
+                else f"`{_show(value)}` is below {_show(float(limits.low))}{unit}"
+            )
+            _raise(_Problem("out_of_range", message))
+        return value
+
+    return check
+
+
+def _item_range(high: int) -> Callable[[int], int]:
+    """Validator for an instrument item scored 0..high (the instrument's own scale)."""
+
+    def check(value: int) -> int:
+        if not 0 <= value <= high:
+            _raise(_Problem("out_of_range", f"`{value}` is outside the item's scale 0-{high}"))
+        return value
+
+    return check
+
+
+def _aware_datetime(value: object) -> object:
+    """Accept a timezone-aware datetime or an ISO 8601 text with an offset; never guess a zone."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            _raise(
+                _Problem(
+                    "naive_datetime",
+                    f"`{_show(value)}` is a date without a time and timezone",
+                    hint="give a date-time with an offset, such as `2026-01-20T09:00:00+00:00`",
+                )
+            )
+        try:
+            value = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            _raise(
+                _Problem(
+                    "invalid_value",
+                    f"`{_show(value)}` is not an iso 8601 date-time",
+                    hint="use a form such as `2026-01-20T09:00:00+00:00`",
+                )
+            )
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            _raise(
+                _Problem(
+                    "naive_datetime",
+                    f"`{_show(value)}` has no timezone",
+                    hint="add an offset such as `+00:00`; times are never read in a local zone",
+                )
+            )
+        return value
+    if isinstance(value, date):
+        _raise(
+            _Problem(
+                "naive_datetime",
+                f"`{_show(value)}` is a date without a time and timezone",
+                hint="give a date-time with an offset, such as `2026-01-20T09:00:00+00:00`",
+            )
+        )
+    _raise(
+        _Problem(
+            "invalid_type",
+            f"expected a date-time with a timezone offset, got {_describe(value)}",
+        )
+    )
+
+
+def _lowercase_name(value: object) -> object:
+    """Drug and test names compare case-insensitively: store them stripped and lowercase."""
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if not name:
+            _raise(_Problem("invalid_value", "name is empty"))
+        return name
+    return value
+
+
+_SNAKE_CASE: Final = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _therapy_name(value: object) -> object:
+    """Therapy names are snake_case ids; case, spaces and hyphens are normalised."""
+    if not isinstance(value, str):
+        return value
+    name = re.sub(r"[\s\-]+", "_", value.strip().lower())
+    if not _SNAKE_CASE.fullmatch(name):
+        _raise(
+            _Problem(
+                "invalid_value",
+                f"therapy `{_show(value)}` is not a snake_case name",
+                hint="use names such as `supervised_aerobic_exercise`, `cbt` or `physiotherapy`",
+            )
+        )
+    return name
+
+
+def _site_name(value: str) -> str:
+    """One of the 19 WPI site ids, else an error with the nearest id as a hint."""
+    if value in WPI_SITES:
+        return value
+    if value.lower() in _NOT_WPI_SITES:
+        hint = "wrist, ankle, foot, hand and knee are not widespread pain index sites"
+    else:
+        hint = (
+            _did_you_mean(value, list(WPI_SITES)) or f"expected one of {_one_of(list(WPI_SITES))}"
+        )
+    _raise(_Problem("unknown_site", f"unknown pain site `{_show(value)}`", hint=hint))
+
+
+def _no_duplicate_sites(sites: tuple[str, ...]) -> tuple[str, ...]:
+    seen: dict[str, int] = {}
+    problems: list[_Problem] = []
+    for index, site in enumerate(sites):
+        if site in seen:
+            problems.append(
+                _Problem(
+                    "duplicate_site",
+                    f"site `{site}` is listed twice (first at position {seen[site]})",
+                    at=(index,),
+                )
+            )
+        else:
+            seen[site] = index
+    if problems:
+        _raise(*problems)
+    return sites
+
+
+def _present_or_absent(value: object) -> object:
+    """A 2016 part-B symptom: ``true``/``false`` or ``1``/``0``."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if value in (0, 1):
+            return value == 1
+        _raise(_Problem("out_of_range", f"`{value}` must be `0`, `1`, `true` or `false`"))
+    return value
+
+
+def _wpi_form(value: Any) -> str | None:
+    """Which of the two ``wpi_sites`` forms a value uses (``None``: neither)."""
+    if isinstance(value, list | tuple):
+        return "painful_sites"
+    if isinstance(value, Mapping):
+        return "site_states"
+    return None
+
+
+_StrictBool = Annotated[bool, Field(strict=True)]
+_StrictText = Annotated[str, Field(strict=True)]
+_AwareDateTime = Annotated[datetime, BeforeValidator(_aware_datetime)]
+_SiteName = Annotated[str, Field(strict=True), AfterValidator(_site_name)]
+_LowercaseName = Annotated[str, Field(strict=True), BeforeValidator(_lowercase_name)]
+_TherapyName = Annotated[str, Field(strict=True), BeforeValidator(_therapy_name)]
+_PartAItem = Annotated[int, Field(strict=True), AfterValidator(_item_range(PART_A_ITEM_MAXIMUM))]
+_PartASubtotal = Annotated[
+    int, Field(strict=True), AfterValidator(_item_range(3 * PART_A_ITEM_MAXIMUM))
+]
+_PartB2010 = Annotated[int, Field(strict=True), AfterValidator(_item_range(PART_B_2010_MAXIMUM))]
+_PartB2016Item = Annotated[bool, Field(strict=True), BeforeValidator(_present_or_absent)]
+_WpiSites = Annotated[
+    Annotated[tuple[_SiteName, ...], AfterValidator(_no_duplicate_sites), Tag("painful_sites")]
+    | Annotated[dict[_SiteName, _StrictBool | None], Tag("site_states")],
+    Discriminator(
+        _wpi_form,
+        custom_error_type="invalid_type",
+        custom_error_message="`wpi_sites` must be a list of painful sites or a mapping of site "
+        "to `true`, `false` or `null`",
+    ),
+]
+_WPI_FORMS: Final = frozenset({"painful_sites", "site_states"})
+
+_Weight = Annotated[float, Field(strict=True), AfterValidator(_within("weight_kg"))]
+_Height = Annotated[float, Field(strict=True), AfterValidator(_within("height_cm"))]
+_Age = Annotated[float, Field(strict=True), AfterValidator(_within("age_years"))]
+_PainScore = Annotated[float, Field(strict=True), AfterValidator(_within("pain_nrs"))]
+_Months = Annotated[float, Field(strict=True), AfterValidator(_within("symptom_duration_months"))]
+_Dose = Annotated[float, Field(strict=True), AfterValidator(_within("dose"))]
+_Weeks = Annotated[float, Field(strict=True), AfterValidator(_within("duration_weeks"))]
+_SessionsPerWeek = Annotated[
+    float, Field(strict=True), AfterValidator(_within("sessions_per_week"))
+]
+_Sessions = Annotated[int, Field(strict=True), AfterValidator(_within("sessions"))]
+_LabValue = Annotated[float, Field(strict=True), AfterValidator(_within("lab_value"))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+class _Facts(BaseModel):
+    """Base of the input models: immutable, and unknown fields are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Demographics(_Facts):
+    """Age, sex, body size and pregnancy; each ``None`` when unknown."""
+
+    age_years: _Age | None = None
+    sex: Literal["female", "male"] | None = None
+    #: Measured actual body weight; never estimated.
+    weight_kg: _Weight | None = None
+    height_cm: _Height | None = None
+    pregnancy_status: Literal["pregnant", "not_pregnant"] | None = None
+    childbearing_potential: _StrictBool | None = None
+
+
+class SymptomSeverityPartA(_Facts):
+    """Symptom severity part A: three items scored 0-3 over the past week, and their subtotal.
+
+    A report may give only the subtotal (the items stay ``None``). When both are given the
+    subtotal must be reachable from the items: equal to their sum when all three are known,
+    else between the known sum and the known sum plus 3 per unknown item.
+    """
+
+    fatigue: _PartAItem | None = None
+    waking_unrefreshed: _PartAItem | None = None
+    cognitive_symptoms: _PartAItem | None = None
+    subtotal: _PartASubtotal | None = None
+
+    @model_validator(mode="after")
+    def _subtotal_matches_items(self) -> Self:
+        if self.subtotal is None:
+            return self
+        items = (self.fatigue, self.waking_unrefreshed, self.cognitive_symptoms)
+        known = sum(item for item in items if item is not None)
+        unknown = sum(1 for item in items if item is None)
+        if unknown == 0 and self.subtotal != known:
+            _raise(
+                _Problem(
+                    "inconsistent_subtotal",
+                    f"subtotal `{self.subtotal}` does not match the sum of the items ({known})",
+                    at=("subtotal",),
+                )
+            )
+        highest = known + PART_A_ITEM_MAXIMUM * unknown
+        if not known <= self.subtotal <= highest:
+            _raise(
+                _Problem(
+                    "inconsistent_subtotal",
+                    f"subtotal `{self.subtotal}` cannot come from the known items "
+                    f"(possible {known}-{highest})",
+                    at=("subtotal",),
+                )
+            )
+        return self
+
+
+class SymptomSeverityPartB2016(_Facts):
+    """The 2011/2016 part B: three symptoms during the previous 6 months (``1``/``0`` accepted)."""
+
+    headaches: _PartB2016Item | None = None
+    lower_abdominal_pain_or_cramps: _PartB2016Item | None = None
+    depression: _PartB2016Item | None = None
+
+
+class FibromyalgiaFacts(_Facts):
+    """The ACR fibromyalgia instrument as recorded; scores are computed in ``scoring.py``.
+
+    ``wpi_sites`` is either a list of the painful sites (every other site is then not painful)
+    or a mapping of site to ``true``/``false``/``null`` (a site left out is unknown).
+    ``sss_part_b_2010`` is the physician's 0-3 estimate of "somatic symptoms in general".
+    """
+
+    wpi_sites: _WpiSites | None = None
+    sss_part_a: SymptomSeverityPartA | None = None
+    sss_part_b_2010: _PartB2010 | None = None
+    sss_part_b_2016: SymptomSeverityPartB2016 | None = None
+    symptom_duration_months: _Months | None = None
+    other_disorder_explains_pain: _StrictBool | None = None
+
+    def site_states(self) -> dict[str, bool | None]:
+        """All 19 WPI sites mapped to painful (true), not painful (false) or unknown (None)."""
+        if self.wpi_sites is None:
+            return dict.fromkeys(WPI_SITES)
+        if isinstance(self.wpi_sites, tuple):
+            painful = set(self.wpi_sites)
+            return {site: site in painful for site in WPI_SITES}
+        return {site: self.wpi_sites.get(site) for site in WPI_SITES}
+
+
+class PriorTrial(_Facts):
+    """One prior pharmacological trial for fibromyalgia; ``drug`` is stored lowercase."""
+
+    drug: _LowercaseName
+    dose_mg_per_day: _Dose | None = None
+    duration_weeks: _Weeks | None = None
+    stop_reason: Literal["ongoing", "insufficient_effect", "intolerance", "other"] | None = None
+    response: Literal["none", "minimal", "partial", "good"] | None = None
+    code: _StrictText | None = None
+    system: _StrictText | None = None
+
+
+class NonPharmacologicalTherapy(_Facts):
+    """One prior non-pharmacological therapy; ``therapy`` is a snake_case id such as ``cbt``."""
+
+    therapy: _TherapyName
+    supervised: _StrictBool | None = None
+    duration_weeks: _Weeks | None = None
+    sessions_per_week: _SessionsPerWeek | None = None
+    sessions: _Sessions | None = None
+
+
+class CurrentMedication(_Facts):
+    """A medication the patient takes now; ``drug`` is stored lowercase."""
+
+    drug: _LowercaseName
+    dose: _Dose | None = None
+    unit: _StrictText | None = None
+    code: _StrictText | None = None
+    system: _StrictText | None = None
+
+
+class Diagnosis(_Facts):
+    """A recorded diagnosis, as displayed, with an optional code."""
+
+    display: _StrictText
+    code: _StrictText | None = None
+    system: _StrictText | None = None
+
+
+class LabResult(_Facts):
+    """One laboratory result as reported, in one of the units :data:`LAB_TESTS` accepts.
+
+    ``test`` is stored lowercase. The blood count (``cbc``) has no value or unit, only an
+    ``interpretation``; every other test needs a value and a unit.
+    """
+
+    test: _LowercaseName
+    value: _LabValue | None = None
+    unit: _StrictText | None = None
+    taken_at: _AwareDateTime
+    interpretation: Literal["normal", "abnormal"] | None = None
+
+    @field_validator("test")
+    @classmethod
+    def _known_test(cls, test: str) -> str:
+        if test not in LAB_TESTS:
+            _raise(
+                _Problem(
+                    "unknown_test",
+                    f"unknown lab test `{_show(test)}`; expected one of {_one_of(list(LAB_TESTS))}",
+                    hint=_did_you_mean(test, list(LAB_TESTS)),
+                )
+            )
+        return test
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, unit: str | None, info: ValidationInfo) -> str | None:
+        test = info.data.get("test")
+        if unit is None or not isinstance(test, str) or test not in LAB_TESTS:
+            return unit
+        spec = LAB_TESTS[test]
+        if spec.canonical_unit is None:
+            _raise(_Problem("invalid_value", f"`{test}` takes no unit; give `interpretation`"))
+        if _unit_key(unit) not in spec.factors:
+            _raise(
+                _Problem(
+                    "unknown_unit",
+                    f"unit `{_show(unit)}` is not accepted for `{test}`; "
+                    f"expected one of {_one_of(spec.spellings)}",
+                )
+            )
+        return unit
+
+    @model_validator(mode="after")
+    def _value_fits_test(self) -> Self:
+        spec = LAB_TESTS[self.test]
+        if spec.canonical_unit is None:
+            if self.value is not None:
+                _raise(
+                    _Problem(
+                        "invalid_value",
+                        f"`{self.test}` takes no value; give `interpretation`",
+                        at=("value",),
+                    )
+                )
+            if self.interpretation is None:
+                _raise(
+                    _Problem(
+                        "missing_field",
+                        f"missing required field `interpretation` for `{self.test}`",
+                        at=("interpretation",),
+                    )
+                )
+            return self
+        problems = [
+            _Problem("missing_field", f"missing required field `{name}` for `{self.test}`", (name,))
+            for name in ("value", "unit")
+            if getattr(self, name) is None
+        ]
+        if problems:
+            _raise(*problems)
+        return self
+
+    def canonical_value(self) -> float | None:
+        """The value in the test's canonical unit (CRP in mg/dL is multiplied by 10)."""
+        spec = LAB_TESTS[self.test]
+        if self.value is None or self.unit is None:
+            return None
+        return self.value * spec.factors[_unit_key(self.unit)]
+
+
+class PatientFacts(_Facts):
+    """Everything known about one patient at ``as_of``.
+
+    Collections are ``None`` when undocumented and empty when documented as none. A lab
+    result taken after ``as_of`` is an input error, and so are two results of one test taken
+    at the same time that disagree.
+    """
+
+    as_of: _AwareDateTime
+    #: The caller's identifier for the patient (e.g. a FHIR ``Patient.id``); never used by rules.
+    patient_ref: _StrictText | None = None
+    demographics: Demographics = Field(default_factory=Demographics)
+    #: Current average pain, 0-10 numeric rating scale.
+    pain_nrs: _PainScore | None = None
+    confounders_reviewed: _StrictBool | None = None
+    fibromyalgia: FibromyalgiaFacts | None = None
+    prior_trials: tuple[PriorTrial, ...] | None = None
+    nonpharmacological_therapies: tuple[NonPharmacologicalTherapy, ...] | None = None
+    current_medications: tuple[CurrentMedication, ...] | None = None
+    diagnoses: tuple[Diagnosis, ...] | None = None
+    labs: tuple[LabResult, ...] | None = None
+
+    @model_validator(mode="after")
+    def _labs_fit_as_of(self) -> Self:
+        problems: list[_Problem] = []
+        seen: dict[tuple[str, datetime], tuple[int, LabResult]] = {}
+        for index, lab in enumerate(self.labs or ()):
+            if lab.taken_at > self.as_of:
+                problems.append(
+                    _Problem(
+                        "future_date",
+                        f"`{_show(lab.taken_at)}` is after `as_of` ({_show(self.as_of)})",
+                        at=("labs", index, "taken_at"),
+                    )
+                )
+                continue
+            key = (lab.test, lab.taken_at)
+            if key in seen:
+                first_index, first = seen[key]
+                same = (first.canonical_value(), first.interpretation) == (
+                    lab.canonical_value(),
+                    lab.interpretation,
+                )
+                if not same:
+                    problems.append(
+                        _Problem(
+                            "conflicting_lab",
+                            f"`{lab.test}` taken at `{_show(lab.taken_at)}` disagrees with "
+                            f"labs[{first_index}] taken at the same time",
+                            at=("labs", index),
+                        )
+                    )
+            else:
+                seen[key] = (index, lab)
+        if problems:
+            _raise(*problems)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and error conversion
+
+_EXPECTED: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "float_type": "a number",
+        "float_parsing": "a number",
+        "int_type": "a whole number",
+        "int_parsing": "a whole number",
+        "int_from_float": "a whole number",
+        "bool_type": "`true` or `false`",
+        "bool_parsing": "`true` or `false`",
+        "string_type": "text",
+        "list_type": "a list",
+        "tuple_type": "a list",
+        "dict_type": "a mapping",
+        "model_type": "a mapping",
+        "model_attributes_type": "a mapping",
+        "datetime_type": "a date-time with a timezone offset",
+    }
+)
+
+
+def parse_patient(data: object, source: str | None = None) -> PatientFacts:
+    """Validate already-parsed input (a mapping as from JSON or YAML) into :class:`PatientFacts`.
+
+    ``source`` names the input in error locations. Raises :class:`InputErrors` listing every
+    problem found, each with a stable code and a JSON path.
+    """
+    return _validate(data, source, None)
+
+
+def load_patient(path: str | PathLike[str]) -> PatientFacts:
+    """Read one patient from a ``.json`` file or a YAML file (any other name).
+
+    Duplicate keys are errors in both formats. YAML errors carry line and column. Raises
+    :class:`InputErrors` for unreadable, malformed or invalid input.
+    """
+    file = Path(path)
+    source = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise InputErrors(
+            [
+                InputError(
+                    "unreadable_file",
+                    f"cannot read `{source}`: {reason.lower()}",
+                    Location(file=source),
+                )
+            ]
+        ) from None
+    if file.suffix.lower() == ".json":
+        return _validate(_parse_json(text, source), source, None)
+    try:
+        document = load_yaml_text(text, source)
+    except CdsRulesError as error:
+        members = getattr(error, "errors", None) or (error,)
+        raise InputErrors(
+            InputError(member.code, member.message, member.location, member.hint)
+            for member in members
+        ) from None
+    return _validate(document.data, source, document.positions)
+
+
+def _parse_json(text: str, source: str) -> object:
+    duplicates: list[str] = []
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                duplicates.append(key)
+            else:
+                result[key] = value
+        return result
+
+    try:
+        data = json.loads(text, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as error:
+        raise InputErrors(
+            [
+                InputError(
+                    "json_syntax",
+                    error.msg.lower(),
+                    Location(file=source, line=error.lineno, column=error.colno),
+                )
+            ]
+        ) from None
+    if duplicates:
+        raise InputErrors(
+            InputError(
+                "duplicate_key",
+                f"duplicate key `{_show(key)}`",
+                Location(file=source),
+                hint="remove one of them; a json reader would silently keep one",
+            )
+            for key in duplicates
+        )
+    return data
+
+
+def _validate(data: object, source: str | None, positions: Positions | None) -> PatientFacts:
+    try:
+        return PatientFacts.model_validate(data)
+    except ValidationError as error:
+        errors: list[InputError] = []
+        for detail in error.errors(include_url=False):
+            for converted in _convert(detail, source, positions):
+                if all(str(converted) != str(known) for known in errors):
+                    errors.append(converted)
+        if positions is not None:  # report a file's problems top to bottom
+            errors.sort(key=lambda item: (item.location.line or 0, item.location.column or 0))
+        raise InputErrors(errors) from None
+
+
+def _convert(
+    detail: ErrorDetails, source: str | None, positions: Positions | None
+) -> list[InputError]:
+    """Turn one pydantic error into input errors with stable codes and JSON paths."""
+    loc: list[str | int] = []
+    key = False
+    raw = tuple(detail["loc"])
+    for index, part in enumerate(raw):
+        if part == "[key]":
+            key = True
+            if loc and isinstance(loc[-1], int):  # a mapping key that is not text
+                loc[-1] = str(loc[-1])
+        elif not (index > 0 and raw[index - 1] == "wpi_sites" and part in _WPI_FORMS):
+            loc.append(part)
+    parts = tuple(loc)
+    kind: str = detail["type"]
+    value = detail.get("input")
+    context = detail.get("ctx") or {}
+    name = next((part for part in reversed(parts) if isinstance(part, str)), None)
+
+    def located(
+        code: str,
+        message: str,
+        at: tuple[str | int, ...] = (),
+        hint: str | None = None,
+        as_key: bool = False,
+    ) -> InputError:
+        full = parts + at
+        if positions is not None:
+            location = positions.location(full, key=as_key)
+        else:
+            location = Location(file=source, path=json_path(full))
+        return InputError(code, message, location, hint)
+
+    problems = context.get("problems")
+    if problems:
+        return [located(p.code, p.message, p.at, p.hint, as_key=key) for p in problems]
+    if kind == "missing":
+        return [located("missing_field", f"missing required field `{name}`")]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(parts[:-1])
+        hint = None
+        if allowed:
+            hint = _did_you_mean(str(name), allowed) or f"allowed fields: {_one_of(allowed)}"
+        return [located("unknown_field", f"unknown field `{_show(name)}`", hint=hint, as_key=True)]
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", str(context.get("expected", "")))
+        hint = _did_you_mean(value, expected) if isinstance(value, str) else None
+        return [
+            located(
+                "invalid_value", f"`{_show(value)}` is not one of {_one_of(expected)}", hint=hint
+            )
+        ]
+    if kind == "invalid_type":  # the wpi_sites discriminator
+        return [located("invalid_type", f"{detail['msg']}, not {_describe(value)}")]
+    if kind in _EXPECTED:
+        subject = "key" if key else f"`{name}`" if name else "the patient input"
+        return [
+            located(
+                "invalid_type",
+                f"{subject} must be {_EXPECTED[kind]}, not {_describe(value)}",
+                as_key=key,
+            )
+        ]
+    message = str(detail["msg"])
+    message = message[0].lower() + message[1:] if message else kind
+    return [located("invalid_value", f"{message}: `{_show(value)}`")]
+
+
+def _fields_at(parts: tuple[str | int, ...]) -> list[str]:
+    """Field names of the model at ``parts`` below :class:`PatientFacts`, for hints."""
+    current: Any = PatientFacts
+    for part in parts:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            if get_origin(current) in (tuple, list):
+                current = get_args(current)[0]
+                continue
+            return []
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated`` and ``| None`` from a field annotation."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        arguments = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if get_origin(annotation) not in (tuple, list, dict) and len(arguments) == 1:
+            annotation = arguments[0]
+            continue
+        return annotation
