@@ -40,22 +40,32 @@ def compile_file(path: Path | str) -> CompiledRuleset:
 @lru_cache(maxsize=16)
 def _cached_evaluator(path: str, mtime_ns: int, engine: str, cross_check: bool) -> Evaluator:
     del mtime_ns  # part of the cache key: an edited file is compiled again
-    return Evaluator(compile_file(path), engine=engine,  # type: ignore[arg-type]
-                     cross_check=cross_check)
+    return Evaluator(
+        compile_file(path),
+        engine=engine,  # type: ignore[arg-type]
+        cross_check=cross_check,
+    )
 
 
-def evaluator_for(ruleset: Path | str | None = None, *,
-                  engine: Literal["durable", "reference"] = "durable",
-                  cross_check: bool = False) -> Evaluator:
+def evaluator_for(
+    ruleset: Path | str | None = None,
+    *,
+    engine: Literal["durable", "reference"] = "durable",
+    cross_check: bool = False,
+) -> Evaluator:
     """A reusable evaluator for a ruleset file (compiled once per file version)."""
     path = Path(ruleset) if ruleset else default_rulesets_dir() / DEFAULT_RULESET
     resolved = path.resolve()
     return _cached_evaluator(str(resolved), resolved.stat().st_mtime_ns, engine, cross_check)
 
 
-def screen(patient: PatientFacts | Path | str, ruleset: Path | str | None = None, *,
-           engine: Literal["durable", "reference"] = "durable",
-           cross_check: bool = False) -> Evaluation:
+def screen(
+    patient: PatientFacts | Path | str,
+    ruleset: Path | str | None = None,
+    *,
+    engine: Literal["durable", "reference"] = "durable",
+    cross_check: bool = False,
+) -> Evaluation:
     """Screen one patient (a validated ``PatientFacts`` or a YAML/JSON file path)."""
     facts = patient if isinstance(patient, PatientFacts) else load_patient(patient)
     return evaluator_for(ruleset, engine=engine, cross_check=cross_check).evaluate(facts)

@@ -62,8 +62,11 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(errors: list[CdsRulesError] | CdsRulesError, code: int, as_json: bool) -> NoReturn:
-    items = list(getattr(errors, "errors", None) or [errors]) if not isinstance(errors, list) \
+    items = (
+        list(getattr(errors, "errors", None) or [errors])
+        if not isinstance(errors, list)
         else errors
+    )
     if as_json:
         print(json.dumps({"errors": [e.to_dict() for e in items]}, indent=2, ensure_ascii=False))
     else:
@@ -82,16 +85,20 @@ def _print_evaluation(evaluation: Evaluation, patient_file: str) -> None:
         console.print("\n[bold]Reasons[/bold]")
         for finding in reasons:
             sources = ", ".join(finding.sources)
-            console.print(f"  [{_STYLE[finding.outcome]}]{finding.outcome.value:<15}[/] "
-                          f"[bold]{finding.rule_id}[/bold] {escape(finding.message)} "
-                          f"[dim]({sources}; evidence {finding.evidence.value if finding.evidence else '-'})[/dim]")
+            evidence = finding.evidence.value if finding.evidence else "-"
+            console.print(
+                f"  [{_STYLE[finding.outcome]}]{finding.outcome.value:<15}[/] "
+                f"[bold]{finding.rule_id}[/bold] {escape(finding.message)} "
+                f"[dim]({sources}; evidence {evidence})[/dim]"
+            )
     missing = [m for m in evaluation.missing if m.paths]
     if missing:
         console.print("\n[bold]Missing or incomplete data[/bold]")
         for item in missing:
             effect = item.outcome.value if item.outcome else "for information"
-            console.print(f"  [bold]{item.rule_id}[/bold] needs {', '.join(item.paths)} "
-                          f"[dim]({effect})[/dim]")
+            console.print(
+                f"  [bold]{item.rule_id}[/bold] needs {', '.join(item.paths)} [dim]({effect})[/dim]"
+            )
             for detail in item.details:
                 console.print(f"      {escape(detail)}")
     table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -99,22 +106,32 @@ def _print_evaluation(evaluation: Evaluation, patient_file: str) -> None:
     table.add_column("status")
     table.add_column("rules")
     for criterion in evaluation.criteria:
-        colour = "green" if criterion.status == "established" else (
-            "magenta" if criterion.status == "unknown" else "red")
-        table.add_row(escape(criterion.title), f"[{colour}]{criterion.status}[/]",
-                      ", ".join(criterion.established_by))
+        colour = (
+            "green"
+            if criterion.status == "established"
+            else ("magenta" if criterion.status == "unknown" else "red")
+        )
+        table.add_row(
+            escape(criterion.title),
+            f"[{colour}]{criterion.status}[/]",
+            ", ".join(criterion.established_by),
+        )
     console.print("\n[bold]Criteria[/bold]")
     console.print(table)
     notes = [f for f in evaluation.findings if f.outcome == Outcome.INFO]
     if notes:
         console.print("\n[bold]Also noted[/bold]")
         for finding in notes:
-            console.print(f"  [bold]{finding.rule_id}[/bold] {escape(finding.message)} "
-                          f"[dim]({', '.join(finding.sources)})[/dim]")
+            console.print(
+                f"  [bold]{finding.rule_id}[/bold] {escape(finding.message)} "
+                f"[dim]({', '.join(finding.sources)})[/dim]"
+            )
     ruleset = evaluation.ruleset
     checked = "; cross-checked with the reference evaluator" if evaluation.cross_checked else ""
-    console.print(f"\n[dim]ruleset {ruleset.id} {ruleset.version} {ruleset.content_hash}; "
-                  f"{evaluation.engine}{checked}; as of {evaluation.as_of.isoformat()}[/dim]")
+    console.print(
+        f"\n[dim]ruleset {ruleset.id} {ruleset.version} {ruleset.content_hash}; "
+        f"{evaluation.engine}{checked}; as of {evaluation.as_of.isoformat()}[/dim]"
+    )
 
 
 @app.command()
@@ -122,8 +139,12 @@ def screen(
     patient_file: Annotated[Path, typer.Argument(help="Patient facts, YAML or JSON.")],
     ruleset: Annotated[Path | None, typer.Option(help="Ruleset file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    cross_check: Annotated[bool, typer.Option(
-        "--cross-check", help="Also run the reference evaluator; fail if they disagree.")] = False,
+    cross_check: Annotated[
+        bool,
+        typer.Option(
+            "--cross-check", help="Also run the reference evaluator; fail if they disagree."
+        ),
+    ] = False,
     engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
 ) -> None:
     """Screen one patient for eligibility and print the decision with its reasons."""
@@ -133,15 +154,23 @@ def screen(
     except InputError as error:
         _fail(error, EXIT_INPUT_ERROR, as_json)
     except OSError as error:
-        _fail(InputError("unreadable_file", f"cannot read `{patient_file}`: {error.strerror}"),
-              EXIT_INPUT_ERROR, as_json)
+        _fail(
+            InputError("unreadable_file", f"cannot read `{patient_file}`: {error.strerror}"),
+            EXIT_INPUT_ERROR,
+            as_json,
+        )
     try:
         evaluator = evaluator_for(ruleset_path, engine=engine.value, cross_check=cross_check)
     except RulesetError as error:
         _fail(error, EXIT_RULESET_ERROR, as_json)
     except OSError as error:
-        _fail(RulesetError("unreadable_file", f"cannot read ruleset `{ruleset_path}`: "
-                           f"{error.strerror}"), EXIT_RULESET_ERROR, as_json)
+        _fail(
+            RulesetError(
+                "unreadable_file", f"cannot read ruleset `{ruleset_path}`: {error.strerror}"
+            ),
+            EXIT_RULESET_ERROR,
+            as_json,
+        )
     try:
         evaluation = evaluator.evaluate(facts)
     except EngineError as error:
@@ -155,8 +184,10 @@ def screen(
 
 @app.command()
 def check(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Ruleset files or directories (default: the rulesets directory).")] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Ruleset files or directories (default: the rulesets directory)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print errors as JSON.")] = False,
 ) -> None:
     """Load and compile rulesets; report every error of every file, exit non-zero on any."""
@@ -178,14 +209,30 @@ def check(
     if errors:
         _fail(list(errors), EXIT_RULESET_ERROR, as_json)
     if as_json:
-        print(json.dumps({"rulesets": [
-            {"file": c.file, "id": c.id, "version": c.version, "content_hash": c.content_hash,
-             "rules": len(c.rules)} for c in compiled]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "rulesets": [
+                        {
+                            "file": c.file,
+                            "id": c.id,
+                            "version": c.version,
+                            "content_hash": c.content_hash,
+                            "rules": len(c.rules),
+                        }
+                        for c in compiled
+                    ]
+                },
+                indent=2,
+            )
+        )
         return
     console = _console()
     for c in compiled:
-        console.print(f"[green]ok[/green] {escape(str(c.file))}: {c.id} {c.version}, "
-                      f"{len(c.rules)} rules, {c.content_hash}")
+        console.print(
+            f"[green]ok[/green] {escape(str(c.file))}: {c.id} {c.version}, "
+            f"{len(c.rules)} rules, {c.content_hash}"
+        )
     if not compiled:
         console.print("no ruleset files found")
         raise typer.Exit(EXIT_RULESET_ERROR)
@@ -193,8 +240,12 @@ def check(
 
 @app.command()
 def schema(
-    output: Annotated[Path | None, typer.Option(
-        help="Write here (default: schema.json in the rulesets directory); '-' prints it.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write here (default: schema.json in the rulesets directory); '-' prints it."
+        ),
+    ] = None,
 ) -> None:
     """Export the JSON Schema of the rule language, for editors to validate YAML as typed."""
     from .schema import rule_language_schema

@@ -387,18 +387,28 @@ class _Context:
     def positions(self) -> Positions:
         return self.loaded.positions
 
-    def error(self, code: str, message: str, parts: tuple[str | int, ...], hint: str | None = None,
-              key: bool = False) -> None:
-        self.errors.append(RulesetError(code, message, self.positions.location(parts, key=key), hint))
+    def error(
+        self,
+        code: str,
+        message: str,
+        parts: tuple[str | int, ...],
+        hint: str | None = None,
+        key: bool = False,
+    ) -> None:
+        self.errors.append(
+            RulesetError(code, message, self.positions.location(parts, key=key), hint)
+        )
 
 
 def _stage_identity(ctx: _Context) -> None:
     seen: dict[str, int] = {}
     for index, rule in enumerate(ctx.loaded.spec.rules):
         if rule.id in seen:
-            ctx.error("duplicate_rule_id",
-                      f"rule id `{rule.id}` is already used by rule {seen[rule.id]}",
-                      ("rules", index, "id"))
+            ctx.error(
+                "duplicate_rule_id",
+                f"rule id `{rule.id}` is already used by rule {seen[rule.id]}",
+                ("rules", index, "id"),
+            )
         seen.setdefault(rule.id, index)
 
 
@@ -407,8 +417,12 @@ def _stage_sources(ctx: _Context) -> None:
     for index, rule in enumerate(ctx.loaded.spec.rules):
         for position, source in enumerate(rule.sources):
             if source not in registry:
-                ctx.error("unknown_source", f"source `{source}` is not in the ruleset's sources",
-                          ("rules", index, "sources", position), did_you_mean(source, registry))
+                ctx.error(
+                    "unknown_source",
+                    f"source `{source}` is not in the ruleset's sources",
+                    ("rules", index, "sources", position),
+                    did_you_mean(source, registry),
+                )
 
 
 def _stage_fact_types(ctx: _Context) -> None:
@@ -416,20 +430,27 @@ def _stage_fact_types(ctx: _Context) -> None:
     ctx.fact_types = dict(base)
     for name, derived in ctx.loaded.spec.derived.items():
         if name in base:
-            ctx.error("derived_shadows_fact", f"derived fact `{name}` has the name of a fact type",
-                      ("derived", name), key=True)
+            ctx.error(
+                "derived_shadows_fact",
+                f"derived fact `{name}` has the name of a fact type",
+                ("derived", name),
+                key=True,
+            )
             continue
         fields = {
-            prop: FieldInfo(prop, kind)  # type: ignore[arg-type]
+            prop: FieldInfo(prop, kind)
             for prop, kind in derived.properties.items()
         }
         ctx.fact_types[name] = FactType(name, fields, derived=True, title=derived.title)
     for name, fact_type in ctx.fact_types.items():
         properties = 4 + 2 * len(fact_type.fields)
         if properties > MAX_PROPERTIES_PER_FACT:
-            ctx.error("too_many_properties",
-                      f"fact type `{name}` would need {properties} engine properties "
-                      f"(limit {MAX_PROPERTIES_PER_FACT})", ("derived", name))
+            ctx.error(
+                "too_many_properties",
+                f"fact type `{name}` would need {properties} engine properties "
+                f"(limit {MAX_PROPERTIES_PER_FACT})",
+                ("derived", name),
+            )
 
 
 class _RuleCompiler:
@@ -442,67 +463,106 @@ class _RuleCompiler:
         self.leaves: list[CompiledLeaf] = []
         self.failed = False
 
-    def error(self, code: str, message: str, parts: tuple[str | int, ...], hint: str | None = None,
-              key: bool = False) -> None:
+    def error(
+        self,
+        code: str,
+        message: str,
+        parts: tuple[str | int, ...],
+        hint: str | None = None,
+        key: bool = False,
+    ) -> None:
         self.failed = True
         self.ctx.error(code, message, (*self.base, *parts), hint, key)
 
     def compile(self) -> CompiledRule | None:
         rule = self.rule
         if len(rule.requires) > MAX_PATTERNS_PER_RULE:
-            self.error("too_many_patterns",
-                       f"rule requires {len(rule.requires)} facts (limit {MAX_PATTERNS_PER_RULE})",
-                       ("requires",))
+            self.error(
+                "too_many_patterns",
+                f"rule requires {len(rule.requires)} facts (limit {MAX_PATTERNS_PER_RULE})",
+                ("requires",),
+            )
         for alias, type_name in rule.requires.items():
             fact_type = self.ctx.fact_types.get(type_name)
             if fact_type is None:
-                self.error("unknown_fact_type", f"unknown fact type `{type_name}`",
-                           ("requires", alias), did_you_mean(type_name, self.ctx.fact_types))
+                self.error(
+                    "unknown_fact_type",
+                    f"unknown fact type `{type_name}`",
+                    ("requires", alias),
+                    did_you_mean(type_name, self.ctx.fact_types),
+                )
                 continue
             self.patterns[alias] = fact_type
         condition = self.condition(rule.when, ("when",))
         asserts = self.asserts()
         self.finding(rule.then.finding)
         if rule.then.assert_ is None and rule.then.finding is None:
-            self.error("rule_does_nothing", "a rule must `assert` a fact or emit a `finding`",
-                       ("then",))
+            self.error(
+                "rule_does_nothing", "a rule must `assert` a fact or emit a `finding`", ("then",)
+            )
         on_missing = rule.on_missing
         if on_missing is None and rule.then.finding and rule.then.finding.outcome != Outcome.INFO:
             on_missing = Outcome.CANNOT_EVALUATE
         if on_missing == Outcome.ELIGIBLE:
-            self.error("invalid_on_missing", "missing data can never make a patient ELIGIBLE",
-                       ("on_missing",))
+            self.error(
+                "invalid_on_missing",
+                "missing data can never make a patient ELIGIBLE",
+                ("on_missing",),
+            )
         if self.failed or condition is None:
             return None
         return CompiledRule(
-            index=self.index, id=rule.id, title=rule.title, sources=tuple(rule.sources),
-            evidence=rule.evidence, patterns=tuple(self.patterns.items()), condition=condition,
-            asserts=asserts, finding=rule.then.finding, on_missing=on_missing,
-            leaves=tuple(self.leaves), location=self.ctx.positions.location(self.base),
+            index=self.index,
+            id=rule.id,
+            title=rule.title,
+            sources=tuple(rule.sources),
+            evidence=rule.evidence,
+            patterns=tuple(self.patterns.items()),
+            condition=condition,
+            asserts=asserts,
+            finding=rule.then.finding,
+            on_missing=on_missing,
+            leaves=tuple(self.leaves),
+            location=self.ctx.positions.location(self.base),
         )
 
-    def resolve(self, path: str, parts: tuple[str | int, ...], key: bool) -> tuple[str, FieldInfo] | None:
+    def resolve(
+        self, path: str, parts: tuple[str | int, ...], key: bool
+    ) -> tuple[str, FieldInfo] | None:
         alias, _, name = path.partition(".")
         fact_type = self.patterns.get(alias)
         if fact_type is None:
-            self.error("unknown_alias",
-                       f"`{alias}` is not a fact this rule requires (requires: "
-                       f"{', '.join(self.rule.requires)})",
-                       parts, did_you_mean(alias, self.rule.requires), key)
+            self.error(
+                "unknown_alias",
+                f"`{alias}` is not a fact this rule requires (requires: "
+                f"{', '.join(self.rule.requires)})",
+                parts,
+                did_you_mean(alias, self.rule.requires),
+                key,
+            )
             return None
         info = fact_type.fields.get(name)
         if info is None:
-            self.error("unknown_field", f"fact `{fact_type.name}` has no field `{name}`", parts,
-                       did_you_mean(name, fact_type.fields) or
-                       f"fields: {', '.join(fact_type.fields) or '(none)'}", key)
+            self.error(
+                "unknown_field",
+                f"fact `{fact_type.name}` has no field `{name}`",
+                parts,
+                did_you_mean(name, fact_type.fields)
+                or f"fields: {', '.join(fact_type.fields) or '(none)'}",
+                key,
+            )
             return None
         return alias, info
 
-    def condition(self, node: ConditionSpec, parts: tuple[str | int, ...]) -> CompiledCondition | None:
+    def condition(
+        self, node: ConditionSpec, parts: tuple[str | int, ...]
+    ) -> CompiledCondition | None:
         if isinstance(node, AllSpec | AnySpec):
             key = "all" if isinstance(node, AllSpec) else "any"
-            children = [self.condition(child, (*parts, key, i))
-                        for i, child in enumerate(node.all if isinstance(node, AllSpec) else node.any)]
+            children = [
+                self.condition(child, (*parts, key, i))
+                for i, child in enumerate(node.all if isinstance(node, AllSpec) else node.any)
+            ]
             if any(child is None for child in children):
                 return None
             kept = tuple(c for c in children if c is not None)
@@ -526,13 +586,17 @@ class _RuleCompiler:
                 self.error("type_mismatch", f"`{operator}` takes a non-empty list", value_parts)
                 return None
             if len(value) > MAX_LIST_VALUES:
-                self.error("too_many_values",
-                           f"`{operator}` lists {len(value)} values (limit {MAX_LIST_VALUES})",
-                           value_parts, "use a derived fact or a class table instead")
+                self.error(
+                    "too_many_values",
+                    f"`{operator}` lists {len(value)} values (limit {MAX_LIST_VALUES})",
+                    value_parts,
+                    "use a derived fact or a class table instead",
+                )
                 return None
             if info.kind == "score":
-                self.error("invalid_operator", f"`{operator}` cannot test score `{leaf.path}`",
-                           value_parts)
+                self.error(
+                    "invalid_operator", f"`{operator}` cannot test score `{leaf.path}`", value_parts
+                )
                 return None
             for position, item in enumerate(value):
                 if not self.check_value(info, item, (*value_parts, position), leaf.path):
@@ -544,9 +608,12 @@ class _RuleCompiler:
                 return None
         else:
             if operator in ("lt", "lte", "gt", "gte") and info.kind not in ("number", "score"):
-                self.error("invalid_operator",
-                           f"`{operator}` compares numbers; `{leaf.path}` is {info.kind}",
-                           value_parts, "use `eq`, `ne`, `in` or `not_in`")
+                self.error(
+                    "invalid_operator",
+                    f"`{operator}` compares numbers; `{leaf.path}` is {info.kind}",
+                    value_parts,
+                    "use `eq`, `ne`, `in` or `not_in`",
+                )
                 return None
             if not self.check_value(info, value, value_parts, leaf.path):
                 return None
@@ -554,58 +621,85 @@ class _RuleCompiler:
         self.leaves.append(compiled)
         return compiled
 
-    def check_value(self, info: FieldInfo, value: Any, parts: tuple[str | int, ...], path: str) -> bool:
+    def check_value(
+        self, info: FieldInfo, value: Any, parts: tuple[str | int, ...], path: str
+    ) -> bool:
         kind = info.kind
         ok = (
-            (kind in ("number", "score") and isinstance(value, int | float)
-             and not isinstance(value, bool))
+            (
+                kind in ("number", "score")
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            )
             or (kind == "boolean" and isinstance(value, bool))
             or (kind == "text" and isinstance(value, str))
         )
         if not ok:
             shown = json.dumps(value)
-            self.error("type_mismatch",
-                       f"`{path}` is {'a number' if kind in ('number', 'score') else kind}; "
-                       f"`{shown}` is {_kind_of(value)}", parts,
-                       "write the number without quotes" if kind in ("number", "score")
-                       and isinstance(value, str) else None)
+            self.error(
+                "type_mismatch",
+                f"`{path}` is {'a number' if kind in ('number', 'score') else kind}; "
+                f"`{shown}` is {_kind_of(value)}",
+                parts,
+                "write the number without quotes"
+                if kind in ("number", "score") and isinstance(value, str)
+                else None,
+            )
             return False
         if kind in ("number", "score") and (abs(value) > 1e12 or "e" in repr(float(value))):
-            self.error("invalid_value", f"`{value}` is outside the numbers the engine can parse",
-                       parts, "write it as a plain decimal between 0.0001 and 10^12")
+            self.error(
+                "invalid_value",
+                f"`{value}` is outside the numbers the engine can parse",
+                parts,
+                "write it as a plain decimal between 0.0001 and 10^12",
+            )
             return False
         if info.allowed is not None and value not in info.allowed:
-            self.error("invalid_value", f"`{value}` is not a value of `{path}`", parts,
-                       did_you_mean(str(value), info.allowed) or
-                       f"values: {', '.join(info.allowed)}")
+            self.error(
+                "invalid_value",
+                f"`{value}` is not a value of `{path}`",
+                parts,
+                did_you_mean(str(value), info.allowed) or f"values: {', '.join(info.allowed)}",
+            )
             return False
         return True
 
-    def reference(self, spec: ReferenceSpec, alias: str, info: FieldInfo,
-                  parts: tuple[str | int, ...]) -> CompiledReference | None:
+    def reference(
+        self, spec: ReferenceSpec, alias: str, info: FieldInfo, parts: tuple[str | int, ...]
+    ) -> CompiledReference | None:
         resolved = self.resolve(spec.field, (*parts, "field"), key=False)
         if resolved is None:
             return None
         other_alias, other = resolved
         aliases = list(self.rule.requires)
         if other_alias == alias:
-            self.error("self_reference", "a field cannot be compared with its own fact's field",
-                       (*parts, "field"))
+            self.error(
+                "self_reference",
+                "a field cannot be compared with its own fact's field",
+                (*parts, "field"),
+            )
             return None
         if aliases.index(other_alias) > aliases.index(alias):
-            self.error("reference_order",
-                       f"`{other_alias}` must be listed before `{alias}` in `requires` to be "
-                       "referenced", (*parts, "field"))
+            self.error(
+                "reference_order",
+                f"`{other_alias}` must be listed before `{alias}` in `requires` to be referenced",
+                (*parts, "field"),
+            )
             return None
         if "score" in (info.kind, other.kind):
-            self.error("invalid_operator", "scores cannot be compared with other facts' fields",
-                       (*parts, "field"))
+            self.error(
+                "invalid_operator",
+                "scores cannot be compared with other facts' fields",
+                (*parts, "field"),
+            )
             return None
         if info.kind != other.kind or (info.kind != "number" and (spec.times, spec.plus) != (1, 0)):
-            self.error("type_mismatch",
-                       f"cannot compare {info.kind} with {other.kind} `{spec.field}`"
-                       + (" scaled" if (spec.times, spec.plus) != (1, 0) else ""),
-                       (*parts, "field"))
+            self.error(
+                "type_mismatch",
+                f"cannot compare {info.kind} with {other.kind} `{spec.field}`"
+                + (" scaled" if (spec.times, spec.plus) != (1, 0) else ""),
+                (*parts, "field"),
+            )
             return None
         return CompiledReference(other_alias, other.name, spec.times, spec.plus)
 
@@ -617,16 +711,24 @@ class _RuleCompiler:
         target = self.ctx.fact_types.get(spec.fact)
         if target is None or not target.derived:
             derived = [n for n, t in self.ctx.fact_types.items() if t.derived]
-            self.error("unknown_derived_fact", f"`{spec.fact}` is not a declared derived fact",
-                       (*parts, "fact"), did_you_mean(spec.fact, derived) or
-                       "declare it under `derived:`")
+            self.error(
+                "unknown_derived_fact",
+                f"`{spec.fact}` is not a declared derived fact",
+                (*parts, "fact"),
+                did_you_mean(spec.fact, derived) or "declare it under `derived:`",
+            )
             return None
         values: list[tuple[str, Any]] = []
         for prop, given in spec.set.items():
             info = target.fields.get(prop)
             if info is None:
-                self.error("unknown_field", f"derived fact `{spec.fact}` has no property `{prop}`",
-                           (*parts, "set", prop), did_you_mean(prop, target.fields), key=True)
+                self.error(
+                    "unknown_field",
+                    f"derived fact `{spec.fact}` has no property `{prop}`",
+                    (*parts, "set", prop),
+                    did_you_mean(prop, target.fields),
+                    key=True,
+                )
                 continue
             if isinstance(given, ReferenceSpec):
                 resolved = self.resolve(given.field, (*parts, "set", prop, "field"), key=False)
@@ -636,30 +738,39 @@ class _RuleCompiler:
                 if other.kind != info.kind or (
                     info.kind != "number" and (given.times, given.plus) != (1, 0)
                 ):
-                    self.error("type_mismatch", f"`{prop}` is {info.kind}; `{given.field}` is "
-                               f"{other.kind}", (*parts, "set", prop))
+                    self.error(
+                        "type_mismatch",
+                        f"`{prop}` is {info.kind}; `{given.field}` is {other.kind}",
+                        (*parts, "set", prop),
+                    )
                     continue
-                values.append((prop, CompiledReference(other_alias, other.name, given.times,
-                                                       given.plus)))
+                values.append(
+                    (prop, CompiledReference(other_alias, other.name, given.times, given.plus))
+                )
             elif self.check_value(info, given, (*parts, "set", prop), f"{spec.fact}.{prop}"):
                 values.append((prop, given))
         missing = set(target.fields) - set(spec.set)
         if missing:
-            self.error("missing_property",
-                       f"assert of `{spec.fact}` does not set {', '.join(sorted(missing))}",
-                       (*parts, "set"))
+            self.error(
+                "missing_property",
+                f"assert of `{spec.fact}` does not set {', '.join(sorted(missing))}",
+                (*parts, "set"),
+            )
         return CompiledAssert(spec.fact, tuple(values))
 
     def finding(self, finding: FindingSpec | None) -> None:
         if finding is None:
             return
         for match in _PLACEHOLDER.finditer(finding.message):
-            self.resolve(f"{match.group(1)}.{match.group(2)}",
-                         ("then", "finding", "message"), key=False)
+            self.resolve(
+                f"{match.group(1)}.{match.group(2)}", ("then", "finding", "message"), key=False
+            )
         if finding.outcome == Outcome.ELIGIBLE:
-            self.error("invalid_outcome",
-                       "a finding cannot declare ELIGIBLE: eligibility comes only from criteria",
-                       ("then", "finding", "outcome"))
+            self.error(
+                "invalid_outcome",
+                "a finding cannot declare ELIGIBLE: eligibility comes only from criteria",
+                ("then", "finding", "outcome"),
+            )
 
 
 def _kind_of(value: Any) -> str:
@@ -673,8 +784,10 @@ def _kind_of(value: Any) -> str:
 
 
 def _stage_rules(ctx: _Context) -> None:
-    ctx.rules = [_RuleCompiler(ctx, index, rule).compile()
-                 for index, rule in enumerate(ctx.loaded.spec.rules)]
+    ctx.rules = [
+        _RuleCompiler(ctx, index, rule).compile()
+        for index, rule in enumerate(ctx.loaded.spec.rules)
+    ]
 
 
 def _stage_dependencies(ctx: _Context) -> None:
@@ -687,20 +800,33 @@ def _stage_dependencies(ctx: _Context) -> None:
     for rule in rules:
         for position, (alias, fact_type) in enumerate(rule.patterns):
             if fact_type.derived and fact_type.name not in producers:
-                ctx.error("never_asserted", f"no rule asserts `{fact_type.name}`, so this rule "
-                          "can never fire", ("rules", rule.index, "requires", alias))
+                ctx.error(
+                    "never_asserted",
+                    f"no rule asserts `{fact_type.name}`, so this rule can never fire",
+                    ("rules", rule.index, "requires", alias),
+                )
             del position
     for position, criterion in enumerate(ctx.loaded.spec.criteria):
         target = ctx.fact_types.get(criterion.fact)
         if target is None or not target.derived:
-            ctx.error("unknown_derived_fact", f"criterion fact `{criterion.fact}` is not declared",
-                      ("criteria", position, "fact"))
+            ctx.error(
+                "unknown_derived_fact",
+                f"criterion fact `{criterion.fact}` is not declared",
+                ("criteria", position, "fact"),
+            )
         elif criterion.fact not in producers:
-            ctx.error("never_asserted", f"no rule asserts `{criterion.fact}`: this criterion can "
-                      "never be established", ("criteria", position, "fact"))
+            ctx.error(
+                "never_asserted",
+                f"no rule asserts `{criterion.fact}`: this criterion can never be established",
+                ("criteria", position, "fact"),
+            )
     if not ctx.loaded.spec.criteria:
-        ctx.error("no_criteria", "the ruleset declares no criteria, so no patient could ever be "
-                  "ELIGIBLE", ("rules",), "add `criteria:` naming the derived facts that must hold")
+        ctx.error(
+            "no_criteria",
+            "the ruleset declares no criteria, so no patient could ever be ELIGIBLE",
+            ("rules",),
+            "add `criteria:` naming the derived facts that must hold",
+        )
     by_index = {rule.index: rule for rule in rules}
     order: list[int] = []
     state: dict[int, str] = {}
@@ -710,8 +836,9 @@ def _stage_dependencies(ctx: _Context) -> None:
             return
         if state.get(index) == "active":
             cycle = " -> ".join((*trail, by_index[index].id))
-            ctx.error("derived_cycle", f"rules depend on each other in a cycle: {cycle}",
-                      ("rules", index))
+            ctx.error(
+                "derived_cycle", f"rules depend on each other in a cycle: {cycle}", ("rules", index)
+            )
             return
         state[index] = "active"
         for name in by_index[index].consumes():
@@ -734,19 +861,22 @@ def _stage_engine(ctx: _Context) -> None:
         if rule is None:
             continue
         for variant in ("certain", "possible"):
-            alternatives = _alternatives(_formula(rule.condition, variant))  # type: ignore[arg-type]
+            alternatives = _alternatives(_formula(rule.condition, variant))
             if len(alternatives) > MAX_ALTERNATIVES_PER_RULE:
-                ctx.error("too_many_alternatives",
-                          f"the condition expands to more than {MAX_ALTERNATIVES_PER_RULE} "
-                          "alternatives across facts", ("rules", rule.index, "when"),
-                          "group `any` branches by fact, or split the rule")
+                ctx.error(
+                    "too_many_alternatives",
+                    f"the condition expands to more than {MAX_ALTERNATIVES_PER_RULE} "
+                    "alternatives across facts",
+                    ("rules", rule.index, "when"),
+                    "group `any` branches by fact, or split the rule",
+                )
                 break
             for number, alternative in enumerate(alternatives):
                 name = f"r{rule.index}_{variant[0]}{number}"
                 patterns = []
                 for alias, fact_type in rule.patterns:
                     if fact_type.derived:
-                        tag = (DERIVED_PREFIX if variant == "certain" else POSSIBLE_PREFIX)
+                        tag = DERIVED_PREFIX if variant == "certain" else POSSIBLE_PREFIX
                         tag += fact_type.name
                     else:
                         tag = fact_type.name
@@ -755,14 +885,21 @@ def _stage_engine(ctx: _Context) -> None:
                     expression = {"$and": [{"t": tag}, *own]} if own else {"t": tag}
                     patterns.append({_pattern_name(alias): expression})
                 definition[name] = {"all": patterns}
-                engine_rules[name] = EngineRule(name, rule.index, variant,  # type: ignore[arg-type]
-                                                tuple(alias for alias, _ in rule.patterns))
+                engine_rules[name] = EngineRule(
+                    name,
+                    rule.index,
+                    variant,
+                    tuple(alias for alias, _ in rule.patterns),
+                )
     for tag, distinct in tests.items():
         if len(distinct) > MAX_TESTS_PER_FACT_TYPE:
-            ctx.error("too_many_tests",
-                      f"rules test facts of type `{tag}` in {len(distinct)} distinct ways "
-                      f"(limit {MAX_TESTS_PER_FACT_TYPE}): the engine would hang",
-                      ("rules",), "move long value lists into a class table")
+            ctx.error(
+                "too_many_tests",
+                f"rules test facts of type `{tag}` in {len(distinct)} distinct ways "
+                f"(limit {MAX_TESTS_PER_FACT_TYPE}): the engine would hang",
+                ("rules",),
+                "move long value lists into a class table",
+            )
     ctx.engine_rules = engine_rules
     ctx.engine_definition = definition
 
@@ -781,8 +918,10 @@ def _content_hash(ctx: _Context) -> str:
     payload = {
         "compiler": COMPILER_VERSION,
         "ruleset": ctx.loaded.spec.model_dump(mode="json", by_alias=True),
-        "facts": {name: [[f.name, f.kind, f.allowed] for f in t.fields.values()]
-                  for name, t in sorted(ctx.fact_types.items())},
+        "facts": {
+            name: [[f.name, f.kind, f.allowed] for f in t.fields.values()]
+            for name, t in sorted(ctx.fact_types.items())
+        },
         "engine": ctx.engine_definition,
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -805,9 +944,16 @@ def compile_ruleset(loaded: LoadedRuleset) -> CompiledRuleset:
         raise RulesetErrors(ctx.errors[:MAX_ERRORS])
     spec = loaded.spec
     return CompiledRuleset(
-        id=spec.ruleset, version=spec.version, title=spec.title,
-        content_hash=_content_hash(ctx), file=loaded.file, sources=dict(spec.sources),
-        fact_types=ctx.fact_types, criteria=tuple(spec.criteria),
-        rules=tuple(rule for rule in ctx.rules if rule is not None), order=ctx.order,
-        engine_rules=ctx.engine_rules, engine_definition=ctx.engine_definition,
+        id=spec.ruleset,
+        version=spec.version,
+        title=spec.title,
+        content_hash=_content_hash(ctx),
+        file=loaded.file,
+        sources=dict(spec.sources),
+        fact_types=ctx.fact_types,
+        criteria=tuple(spec.criteria),
+        rules=tuple(rule for rule in ctx.rules if rule is not None),
+        order=ctx.order,
+        engine_rules=ctx.engine_rules,
+        engine_definition=ctx.engine_definition,
     )

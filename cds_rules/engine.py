@@ -23,7 +23,8 @@ made impossible here, at this module's border:
   are encoded from typed records only, every field is always present (numbers as floats; an
   unknown value has a neutral value of its type and ``__known: false``, and every test is
   guarded by that flag; scores as bounds), and every property is type-checked against the
-  compiled fact types before it is asserted. Rules never use ``$not`` and every pattern tests the fact type (the compiler).
+  compiled fact types before it is asserted. Rules never use ``$not`` and every pattern tests
+  the fact type (the compiler).
 * The action context does not say which rule fired: each action is bound to its engine rule
   name, so firings are recorded in order with the facts each matched.
 """
@@ -36,10 +37,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
 from decimal import Decimal
 from importlib.metadata import version as _package_version
+from typing import Any
 
 import durable.engine as _durable
 import durable_rules_engine as _c_engine
@@ -143,8 +143,9 @@ def fact_json(fact: dict[str, Any]) -> str:
         elif isinstance(value, bool | str):
             encoded = json.dumps(value, ensure_ascii=False)
         else:
-            raise EngineError("invalid_fact", f"property `{key}` has a value the engine cannot "
-                              f"take: `{value!r}`")
+            raise EngineError(
+                "invalid_fact", f"property `{key}` has a value the engine cannot take: `{value!r}`"
+            )
         parts.append(f"{json.dumps(key)}:{encoded}")
     return "{" + ",".join(parts) + "}"
 
@@ -243,8 +244,12 @@ class DurableEngine:
         session.asserted_derived.add(tag + key)
         session.run.derived.append((key, rule_name, certain))
         fact_type = self._compiled.fact_types[rule.asserts.fact]
-        fact = {"sid": session.sid, "id": session.fact_id(), "t": tag,
-                **_encode_fields(fact_type, values)}
+        fact = {
+            "sid": session.sid,
+            "id": session.fact_id(),
+            "t": tag,
+            **_encode_fields(fact_type, values),
+        }
         session.keys_by_id[fact["id"]] = key
         ruleset = self._host.get_ruleset(self._name)
         try:
@@ -271,8 +276,9 @@ class DurableEngine:
                 if isinstance(state, dict) and "exception" in state:
                     session.run.errors.append(f"engine state: {state['exception']}")
                 if session.run.errors:
-                    raise EngineError("action_failed",
-                                      "a rule action failed: " + "; ".join(session.run.errors))
+                    raise EngineError(
+                        "action_failed", "a rule action failed: " + "; ".join(session.run.errors)
+                    )
             finally:
                 self._session = None
                 self._delete(session.sid)
@@ -290,23 +296,29 @@ class DurableEngine:
 
         try:
             handle = ruleset._handle_result(
-                _c_engine.assert_fact(ruleset._handle, fact_json(payload)), payload)
+                _c_engine.assert_fact(ruleset._handle, fact_json(payload)), payload
+            )
             ruleset.do_actions(handle, complete)
             if outcome and outcome[0]:
-                raise outcome[0] if isinstance(outcome[0], BaseException) else EngineError(
-                    "engine_failed", str(outcome[0]))
+                raise (
+                    outcome[0]
+                    if isinstance(outcome[0], BaseException)
+                    else EngineError("engine_failed", str(outcome[0]))
+                )
         except EngineError:
             raise
         except _durable.MessageNotHandledException:
             pass  # matched no rule: an empty result, not an error
         except _durable.MessageObservedException as error:
-            raise EngineError("duplicate_fact", f"the engine dropped fact `{fact_id}` as a "
-                              "duplicate") from error
+            raise EngineError(
+                "duplicate_fact", f"the engine dropped fact `{fact_id}` as a duplicate"
+            ) from error
         except Exception as error:
             raise EngineError("engine_failed", f"{type(error).__name__}: {error}") from error
         if session.run.errors:
-            raise EngineError("action_failed",
-                              "a rule action failed: " + "; ".join(session.run.errors))
+            raise EngineError(
+                "action_failed", "a rule action failed: " + "; ".join(session.run.errors)
+            )
 
     def _delete(self, sid: str) -> None:
         try:

@@ -124,8 +124,9 @@ class Evaluation(_Result):
 
     def to_json(self) -> str:
         """Deterministic JSON (sorted keys)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2,
-                          ensure_ascii=False)
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, indent=2, ensure_ascii=False
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,8 +163,13 @@ def _format_value(value: Any) -> str:
 class Evaluator:
     """Screens patients against one compiled ruleset. Create once; reuse for many patients."""
 
-    def __init__(self, compiled: CompiledRuleset, *, engine: Literal["durable", "reference"] =
-                 "durable", cross_check: bool = False) -> None:
+    def __init__(
+        self,
+        compiled: CompiledRuleset,
+        *,
+        engine: Literal["durable", "reference"] = "durable",
+        cross_check: bool = False,
+    ) -> None:
         self.compiled = compiled
         self.cross_check = cross_check
         self.engine_kind = engine
@@ -188,19 +194,27 @@ class Evaluator:
 
     # -- firings ------------------------------------------------------------------------------
 
-    def _durable_firings(self, facts: Sequence[tuple[str, Record]]) -> tuple[list[_Firing], list[tuple[str, int, bool]]]:
+    def _durable_firings(
+        self, facts: Sequence[tuple[str, Record]]
+    ) -> tuple[list[_Firing], list[tuple[str, int, bool]]]:
         run = self._durable.run(facts)
         rules = self.compiled.engine_rules
-        firings = [_Firing(rules[f.rule_name].rule_index, rules[f.rule_name].variant, f.matched)
-                   for f in run.firings]
+        firings = [
+            _Firing(rules[f.rule_name].rule_index, rules[f.rule_name].variant, f.matched)
+            for f in run.firings
+        ]
         derived = [(key, rules[name].rule_index, certain) for key, name, certain in run.derived]
         return firings, derived
 
-    def _reference_firings(self, facts: Sequence[tuple[str, Record]]) -> tuple[list[_Firing], list[tuple[str, int, bool]]]:
+    def _reference_firings(
+        self, facts: Sequence[tuple[str, Record]]
+    ) -> tuple[list[_Firing], list[tuple[str, int, bool]]]:
         run = self._reference.run(facts)
         return ([_Firing(f.rule_index, f.variant, f.matched) for f in run.firings], run.derived)
 
-    def firings(self, records: Sequence[Record]) -> tuple[list[_Firing], list[tuple[str, int, bool]]]:
+    def firings(
+        self, records: Sequence[Record]
+    ) -> tuple[list[_Firing], list[tuple[str, int, bool]]]:
         """Run the configured evaluator(s) over records; cross-check when asked."""
         keyed = [(f"#{index}", record) for index, record in enumerate(records)]
         if self.engine_kind == "durable":
@@ -209,14 +223,20 @@ class Evaluator:
             firings, derived = self._reference_firings(keyed)
         if self.cross_check:
             other_firings, other_derived = (
-                self._reference_firings(keyed) if self.engine_kind == "durable"
+                self._reference_firings(keyed)
+                if self.engine_kind == "durable"
                 else self._durable_firings(keyed)
             )
             self._compare(firings, derived, other_firings, other_derived)
         return firings, derived
 
-    def _compare(self, firings: list[_Firing], derived: list[tuple[str, int, bool]],
-                 other: list[_Firing], other_derived: list[tuple[str, int, bool]]) -> None:
+    def _compare(
+        self,
+        firings: list[_Firing],
+        derived: list[tuple[str, int, bool]],
+        other: list[_Firing],
+        other_derived: list[tuple[str, int, bool]],
+    ) -> None:
         mine = {f.signature() for f in firings}
         theirs = {f.signature() for f in other}
         mine_derived = {(key, certain) for key, _, certain in derived}
@@ -233,17 +253,19 @@ class Evaluator:
             detail.append(f"only the other evaluator: {', '.join(only_other[:10])}")
         if mine_derived != theirs_derived:
             detail.append(f"derived facts differ: {sorted(mine_derived ^ theirs_derived)[:10]}")
-        raise CrossCheckError("cross_check_failed",
-                              "durable-rules and the reference evaluator disagree: "
-                              + "; ".join(detail))
+        raise CrossCheckError(
+            "cross_check_failed",
+            "durable-rules and the reference evaluator disagree: " + "; ".join(detail),
+        )
 
     # -- decision -----------------------------------------------------------------------------
 
     def evaluate_records(self, records: Sequence[Record], as_of: datetime) -> Evaluation:
         """Evaluate already-normalised records (see ``evaluate`` for patient facts)."""
         firings, derived = self.firings(records)
-        return _decide(self.compiled, records, firings, derived, as_of,
-                       self.engine_name, self.cross_check)
+        return _decide(
+            self.compiled, records, firings, derived, as_of, self.engine_name, self.cross_check
+        )
 
     def evaluate(self, facts: Any) -> Evaluation:
         """Screen one validated patient (``PatientFacts``)."""
@@ -269,7 +291,9 @@ def _lookup(records: Sequence[Record], key: str) -> tuple[str, dict[str, Any]]:
     return found if found is not None else _derived_values_from_key(key)
 
 
-def _matched(rule: CompiledRule, records: Sequence[Record], matched: dict[str, str]) -> tuple[MatchedFact, ...]:
+def _matched(
+    rule: CompiledRule, records: Sequence[Record], matched: dict[str, str]
+) -> tuple[MatchedFact, ...]:
     tested: dict[str, list[str]] = {}
     for leaf in rule.leaves:
         tested.setdefault(leaf.alias, []).append(leaf.field.name)
@@ -296,7 +320,9 @@ def _message(rule: CompiledRule, records: Sequence[Record], matched: dict[str, s
     return _PLACEHOLDER.sub(fill, rule.finding.message)
 
 
-def _binding(rule: CompiledRule, records: Sequence[Record], matched: dict[str, str]) -> dict[str, Any]:
+def _binding(
+    rule: CompiledRule, records: Sequence[Record], matched: dict[str, str]
+) -> dict[str, Any]:
     from .reference import _Fact
 
     return {alias: _Fact(key, _lookup(records, key)[1]) for alias, key in matched.items()}
@@ -311,8 +337,9 @@ def _undecided_leaves(condition: Any, binding: dict[str, Any]) -> list[CompiledL
     return [leaf for child in condition.children for leaf in _undecided_leaves(child, binding)]
 
 
-def _unknown_paths(rule: CompiledRule, records: Sequence[Record], matched: dict[str, str],
-                   certain_keys: set[str]) -> tuple[list[str], list[str]]:
+def _unknown_paths(
+    rule: CompiledRule, records: Sequence[Record], matched: dict[str, str], certain_keys: set[str]
+) -> tuple[list[str], list[str]]:
     """The derived facts and fields that leave this rule undecided for one set of facts.
 
     Only tests that are themselves undecided count: a score known as 8-10 does not leave
@@ -341,8 +368,10 @@ def _unknown_paths(rule: CompiledRule, records: Sequence[Record], matched: dict[
             elif isinstance(value, Score) and not value.exact:
                 paths.append(path)
                 unknown = ", ".join(value.unknown_items)
-                details.append(f"`{path}` is known only as {value.minimum}-{value.maximum}"
-                               + (f" (unknown: {unknown})" if unknown else ""))
+                details.append(
+                    f"`{path}` is known only as {value.minimum}-{value.maximum}"
+                    + (f" (unknown: {unknown})" if unknown else "")
+                )
     return paths, details
 
 
@@ -362,8 +391,11 @@ def _explain(rule: CompiledRule, records: Sequence[Record], established: set[str
         from .reference import _Fact
 
         binding[alias] = _Fact(alias, matching[0].rule_fields())
-    conjuncts = rule.condition.children if hasattr(rule.condition, "children") and \
-        type(rule.condition).__name__ == "CompiledAll" else (rule.condition,)
+    conjuncts = (
+        rule.condition.children
+        if hasattr(rule.condition, "children") and type(rule.condition).__name__ == "CompiledAll"
+        else (rule.condition,)
+    )
     for conjunct in conjuncts:
         if not _aliases_of(conjunct) <= set(binding):
             continue
@@ -380,8 +412,16 @@ def _aliases_of(condition: Any) -> set[str]:
     return set().union(*(_aliases_of(c) for c in condition.children))
 
 
-_SYMBOL = {"eq": "=", "ne": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥",
-           "in": "in", "not_in": "not in"}
+_SYMBOL = {
+    "eq": "=",
+    "ne": "≠",
+    "lt": "<",
+    "lte": "≤",
+    "gt": ">",
+    "gte": "≥",
+    "in": "in",
+    "not_in": "not in",
+}
 
 
 def _describe(condition: Any, binding: dict[str, Any]) -> str:
@@ -405,9 +445,15 @@ def _describe(condition: Any, binding: dict[str, Any]) -> str:
     return "(" + joiner.join(_describe(child, binding) for child in condition.children) + ")"
 
 
-def _decide(compiled: CompiledRuleset, records: Sequence[Record], firings: list[_Firing],
-            derived: list[tuple[str, int, bool]], as_of: datetime, engine: str,
-            cross_checked: bool) -> Evaluation:
+def _decide(
+    compiled: CompiledRuleset,
+    records: Sequence[Record],
+    firings: list[_Firing],
+    derived: list[tuple[str, int, bool]],
+    as_of: datetime,
+    engine: str,
+    cross_checked: bool,
+) -> Evaluation:
     rules = compiled.rules
     certain_rules: dict[int, list[_Firing]] = {}
     possible_rules: dict[int, list[_Firing]] = {}
@@ -428,15 +474,29 @@ def _decide(compiled: CompiledRuleset, records: Sequence[Record], firings: list[
             continue  # one rule matched the same facts through two alternatives
         seen_signatures.add(signature)
         rule = rules[firing.rule_index]
-        fired.append(FiredRule(sequence=len(fired) + 1, rule_id=rule.id, title=rule.title,
-                               matched=_matched(rule, records, firing.matched)))
+        fired.append(
+            FiredRule(
+                sequence=len(fired) + 1,
+                rule_id=rule.id,
+                title=rule.title,
+                matched=_matched(rule, records, firing.matched),
+            )
+        )
         if rule.finding is not None:
             message = _message(rule, records, firing.matched)
             if (rule.id, message) not in seen_messages:
                 seen_messages.add((rule.id, message))
-                findings.append(Finding(kind="rule", rule_id=rule.id, title=rule.title,
-                                        outcome=rule.finding.outcome, message=message,
-                                        sources=rule.sources, evidence=rule.evidence))
+                findings.append(
+                    Finding(
+                        kind="rule",
+                        rule_id=rule.id,
+                        title=rule.title,
+                        outcome=rule.finding.outcome,
+                        message=message,
+                        sources=rule.sources,
+                        evidence=rule.evidence,
+                    )
+                )
 
     missing: list[MissingData] = []
     for index in compiled.order:
@@ -451,42 +511,79 @@ def _decide(compiled: CompiledRuleset, records: Sequence[Record], firings: list[
                 if path not in paths:
                     paths.append(path)
                     details.append(detail)
-        missing.append(MissingData(rule_id=rule.id, title=rule.title, paths=tuple(paths),
-                                   details=tuple(details), outcome=rule.on_missing))
+        missing.append(
+            MissingData(
+                rule_id=rule.id,
+                title=rule.title,
+                paths=tuple(paths),
+                details=tuple(details),
+                outcome=rule.on_missing,
+            )
+        )
         if rule.on_missing is not None:
-            findings.append(Finding(
-                kind="missing_data", rule_id=rule.id, title=rule.title, outcome=rule.on_missing,
-                message="cannot decide: " + "; ".join(details) if details else "cannot decide",
-                sources=rule.sources, evidence=rule.evidence))
+            findings.append(
+                Finding(
+                    kind="missing_data",
+                    rule_id=rule.id,
+                    title=rule.title,
+                    outcome=rule.on_missing,
+                    message="cannot decide: " + "; ".join(details) if details else "cannot decide",
+                    sources=rule.sources,
+                    evidence=rule.evidence,
+                )
+            )
 
     established_facts = {key.split("{", 1)[0] for key in certain_keys}
     possible_facts = {key.split("{", 1)[0] for key, _, certain in derived if not certain}
     criteria: list[CriterionResult] = []
     for criterion in compiled.criteria:
-        producers = [rule for rule in rules
-                     if rule.asserts is not None and rule.asserts.fact == criterion.fact]
+        producers = [
+            rule
+            for rule in rules
+            if rule.asserts is not None and rule.asserts.fact == criterion.fact
+        ]
         ids = tuple(rule.id for rule in producers)
         if criterion.fact in established_facts:
-            criteria.append(CriterionResult(fact=criterion.fact, title=criterion.title,
-                                            status="established", established_by=ids, outcome=None))
+            criteria.append(
+                CriterionResult(
+                    fact=criterion.fact,
+                    title=criterion.title,
+                    status="established",
+                    established_by=ids,
+                    outcome=None,
+                )
+            )
             continue
         unknown = criterion.fact in possible_facts
         outcome = criterion.if_unknown if unknown else criterion.if_not_established
-        criteria.append(CriterionResult(
-            fact=criterion.fact, title=criterion.title,
-            status="unknown" if unknown else "not_established", established_by=ids,
-            outcome=outcome))
-        reasons = [reason for rule in producers
-                   for reason in _explain(rule, records, established_facts)]
+        criteria.append(
+            CriterionResult(
+                fact=criterion.fact,
+                title=criterion.title,
+                status="unknown" if unknown else "not_established",
+                established_by=ids,
+                outcome=outcome,
+            )
+        )
+        reasons = [
+            reason for rule in producers for reason in _explain(rule, records, established_facts)
+        ]
         state = "cannot be established with the data given" if unknown else "not met"
         message = f"{criterion.title}: {state}"
         if reasons:
             message += " — " + "; ".join(dict.fromkeys(reasons))
         sources = tuple(dict.fromkeys(s for rule in producers for s in rule.sources))
-        findings.append(Finding(kind="criterion", rule_id=ids[0] if ids else criterion.fact,
-                                title=criterion.title, outcome=outcome, message=message,
-                                sources=sources, evidence=producers[0].evidence if producers
-                                else None))
+        findings.append(
+            Finding(
+                kind="criterion",
+                rule_id=ids[0] if ids else criterion.fact,
+                title=criterion.title,
+                outcome=outcome,
+                message=message,
+                sources=sources,
+                evidence=producers[0].evidence if producers else None,
+            )
+        )
 
     decisive = [finding.outcome for finding in findings if finding.outcome != Outcome.INFO]
     decision = max(decisive, key=lambda o: o.severity) if decisive else Outcome.ELIGIBLE
@@ -499,12 +596,20 @@ def _decide(compiled: CompiledRuleset, records: Sequence[Record], firings: list[
     for key, rule_index, certain in derived:
         if certain:
             name, values = _derived_values_from_key(key)
-            derived_facts.append(DerivedFact(fact=name, values=values,
-                                             asserted_by=rules[rule_index].id))
+            derived_facts.append(
+                DerivedFact(fact=name, values=values, asserted_by=rules[rule_index].id)
+            )
     return Evaluation(
-        ruleset=RulesetRef(id=compiled.id, version=compiled.version,
-                           content_hash=compiled.content_hash),
-        as_of=as_of, engine=engine, cross_checked=cross_checked, decision=decision,
-        findings=tuple(findings), fired=tuple(fired), missing=tuple(missing),
-        criteria=tuple(criteria), derived=tuple(derived_facts),
+        ruleset=RulesetRef(
+            id=compiled.id, version=compiled.version, content_hash=compiled.content_hash
+        ),
+        as_of=as_of,
+        engine=engine,
+        cross_checked=cross_checked,
+        decision=decision,
+        findings=tuple(findings),
+        fired=tuple(fired),
+        missing=tuple(missing),
+        criteria=tuple(criteria),
+        derived=tuple(derived_facts),
     )

@@ -70,9 +70,17 @@ class _ConditionParser:
         self.positions = positions
         self.errors = errors
 
-    def _error(self, code: str, message: str, parts: tuple[str | int, ...], hint: str | None = None,
-               key: bool = False) -> None:
-        self.errors.append(RulesetError(code, message, self.positions.location(parts, key=key), hint))
+    def _error(
+        self,
+        code: str,
+        message: str,
+        parts: tuple[str | int, ...],
+        hint: str | None = None,
+        key: bool = False,
+    ) -> None:
+        self.errors.append(
+            RulesetError(code, message, self.positions.location(parts, key=key), hint)
+        )
 
     def parse(self, node: Any, parts: tuple[str | int, ...]) -> ConditionSpec | None:
         if not isinstance(node, dict) or len(node) != 1:
@@ -86,10 +94,15 @@ class _ConditionParser:
         ((key, value),) = node.items()
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
-                self._error("invalid_condition", f"`{key}` takes a non-empty list of conditions",
-                            (*parts, key))
+                self._error(
+                    "invalid_condition",
+                    f"`{key}` takes a non-empty list of conditions",
+                    (*parts, key),
+                )
                 return None
-            children = [self.parse(child, (*parts, key, index)) for index, child in enumerate(value)]
+            children = [
+                self.parse(child, (*parts, key, index)) for index, child in enumerate(value)
+            ]
             if any(child is None for child in children):
                 return None
             return AllSpec(all=children) if key == "all" else AnySpec(any=children)  # type: ignore[arg-type]
@@ -159,8 +172,11 @@ def _pydantic_errors(
         loc = tuple(item["loc"])
         kind = item["type"]
         code = _CODES.get(kind, "invalid_value" if "parsing" in kind or "type" in kind else kind)
-        parts = base + (_walk_existing(data, loc) if data is not None else tuple(
-            part for part in loc if isinstance(part, str | int)))
+        parts = base + (
+            _walk_existing(data, loc)
+            if data is not None
+            else tuple(part for part in loc if isinstance(part, str | int))
+        )
         hint = None
         if kind == "extra_forbidden":
             name = str(loc[-1])
@@ -171,8 +187,9 @@ def _pydantic_errors(
         elif kind == "missing":
             message = f"missing required field `{loc[-1]}`"
             location = positions.location(parts)
-            location = type(location)(location.file, location.line, location.column,
-                                      location.path + f".{loc[-1]}")
+            location = type(location)(
+                location.file, location.line, location.column, location.path + f".{loc[-1]}"
+            )
         else:
             given = item.get("input")
             shown = f" `{given}`" if isinstance(given, str | int | float | bool) else ""
@@ -188,8 +205,15 @@ def load_ruleset_text(text: str, file: str | None = None) -> LoadedRuleset:
     data = document.data
     errors: list[RulesetError] = []
     if not isinstance(data, dict):
-        raise RulesetErrors([RulesetError("invalid_ruleset", "a ruleset file is a YAML mapping",
-                                          document.positions.location(()))])
+        raise RulesetErrors(
+            [
+                RulesetError(
+                    "invalid_ruleset",
+                    "a ruleset file is a YAML mapping",
+                    document.positions.location(()),
+                )
+            ]
+        )
     parser = _ConditionParser(document.positions, errors)
     prepared = dict(data)
     rules = data.get("rules")
@@ -224,8 +248,13 @@ def load_ruleset(path: Path | str) -> LoadedRuleset:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise RulesetErrors([RulesetError("unreadable_file", f"cannot read file: {error.strerror}",
-                                          _location(str(path)))]) from None
+        raise RulesetErrors(
+            [
+                RulesetError(
+                    "unreadable_file", f"cannot read file: {error.strerror}", _location(str(path))
+                )
+            ]
+        ) from None
     return load_ruleset_text(text, str(path))
 
 

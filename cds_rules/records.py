@@ -66,7 +66,9 @@ class Record(BaseModel):
 
     def rule_fields(self) -> dict[str, Any]:
         """Field values as rules see them (without ``placeholder``)."""
-        return {name: getattr(self, name) for name in type(self).model_fields if name != "placeholder"}
+        return {
+            name: getattr(self, name) for name in type(self).model_fields if name != "placeholder"
+        }
 
 
 class PatientRecord(Record):
@@ -141,6 +143,5 @@ class LabsRecord(Record):
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.fact_type: cls
-    for cls in (PatientRecord, AcrRecord, TrialRecord, TherapyRecord, LabsRecord)
+    cls.fact_type: cls for cls in (PatientRecord, AcrRecord, TrialRecord, TherapyRecord, LabsRecord)
 }

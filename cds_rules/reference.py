@@ -26,8 +26,14 @@ from .compiler import (
 )
 from .records import Record, Score
 
-__all__ = ["REFERENCE_NAME", "ReferenceEvaluator", "ReferenceFiring", "ReferenceRun", "Truth",
-           "evaluate_condition"]
+__all__ = [
+    "REFERENCE_NAME",
+    "ReferenceEvaluator",
+    "ReferenceFiring",
+    "ReferenceRun",
+    "Truth",
+    "evaluate_condition",
+]
 
 REFERENCE_NAME = "reference evaluator"
 
@@ -41,8 +47,12 @@ class Truth(Enum):
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": _operator.eq, "ne": _operator.ne, "lt": _operator.lt,
-    "lte": _operator.le, "gt": _operator.gt, "gte": _operator.ge,
+    "eq": _operator.eq,
+    "ne": _operator.ne,
+    "lt": _operator.lt,
+    "lte": _operator.le,
+    "gt": _operator.gt,
+    "gte": _operator.ge,
 }
 
 
@@ -123,6 +133,13 @@ def evaluate_condition(condition: CompiledCondition, binding: dict[str, _Fact]) 
     return max(truths, key=lambda t: t.value)
 
 
+def _reader(binding: dict[str, _Fact]) -> Callable[[str, str], Any]:
+    def read(alias: str, name: str) -> Any:
+        return binding[alias].values.get(name)
+
+    return read
+
+
 class ReferenceEvaluator:
     """Evaluates a compiled ruleset without durable-rules."""
 
@@ -142,7 +159,8 @@ class ReferenceEvaluator:
             rule = compiled.rules[index]
             for certain in (True, False):
                 pools = [
-                    derived[certain].get(fact_type.name, []) if fact_type.derived
+                    derived[certain].get(fact_type.name, [])
+                    if fact_type.derived
                     else by_type.get(fact_type.name, [])
                     for _, fact_type in rule.patterns
                 ]
@@ -154,13 +172,16 @@ class ReferenceEvaluator:
                     truth = evaluate_condition(rule.condition, binding)
                     if truth is Truth.FALSE or (certain and truth is not Truth.TRUE):
                         continue
-                    run.firings.append(ReferenceFiring(
-                        index, "certain" if certain else "possible",
-                        {alias: fact.key for alias, fact in binding.items()}))
+                    run.firings.append(
+                        ReferenceFiring(
+                            index,
+                            "certain" if certain else "possible",
+                            {alias: fact.key for alias, fact in binding.items()},
+                        )
+                    )
                     if rule.asserts is None:
                         continue
-                    values = derived_values(
-                        rule.asserts, lambda alias, name, b=binding: b[alias].values.get(name))
+                    values = derived_values(rule.asserts, _reader(binding))
                     key = derived_key(rule.asserts.fact, values)
                     if (certain, key) in seen:
                         continue

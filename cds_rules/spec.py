@@ -97,9 +97,9 @@ class DerivedFactSpec(_Spec):
     """A fact that rules may assert, with the types of its properties."""
 
     title: str
-    properties: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Literal["text", "number", "boolean"]] = (
-        Field(default_factory=dict)
-    )
+    properties: dict[
+        Annotated[str, Field(pattern=NAME_PATTERN)], Literal["text", "number", "boolean"]
+    ] = Field(default_factory=dict)
 
 
 class CriterionSpec(_Spec):

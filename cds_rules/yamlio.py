@@ -113,7 +113,9 @@ def load_yaml_text(text: str, file: str | None = None) -> YamlDocument:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
-        location = Location(file, mark.line + 1 if mark else None, mark.column + 1 if mark else None)
+        location = Location(
+            file, mark.line + 1 if mark else None, mark.column + 1 if mark else None
+        )
         raise RulesetError("yaml_syntax", str(error.problem or error), location) from None
     builder = _Builder(file)
     data = None if node is None else builder.build(node, ())

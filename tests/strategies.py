@@ -31,8 +31,11 @@ def scores(low: int, high: int, edges: tuple[int, ...]) -> st.SearchStrategy[Sco
     def build(draw: st.DrawFn) -> Score:
         first = draw(st.one_of(st.sampled_from(points), st.integers(low, high)))
         spread = draw(st.sampled_from([0, 0, 0, 1, 2, 3]))
-        return Score(minimum=first, maximum=min(high, first + spread),
-                     unknown_items=("item",) if spread else ())
+        return Score(
+            minimum=first,
+            maximum=min(high, first + spread),
+            unknown_items=("item",) if spread else (),
+        )
 
     return build()
 
@@ -68,8 +71,14 @@ labs_records = st.builds(
     ck_u_per_l=_maybe(_edge_numbers(200, high=1000)),
 )
 
-DRUGS = ["duloxetine", "pregabalin", "milnacipran", "amitriptyline", "cyclobenzaprine",
-         "gabapentin"]
+DRUGS = [
+    "duloxetine",
+    "pregabalin",
+    "milnacipran",
+    "amitriptyline",
+    "cyclobenzaprine",
+    "gabapentin",
+]
 trials = st.builds(
     TrialRecord,
     drug=_maybe(st.sampled_from(DRUGS)),
@@ -79,8 +88,17 @@ trials = st.builds(
     response=_maybe(st.sampled_from(["none", "minimal", "partial", "good"])),
 )
 
-THERAPIES = ["supervised_aerobic_exercise", "structured_exercise", "strengthening_exercise", "cbt",
-             "physiotherapy", "relaxation_therapy", "hydrotherapy", "acupuncture", "massage"]
+THERAPIES = [
+    "supervised_aerobic_exercise",
+    "structured_exercise",
+    "strengthening_exercise",
+    "cbt",
+    "physiotherapy",
+    "relaxation_therapy",
+    "hydrotherapy",
+    "acupuncture",
+    "massage",
+]
 therapies = st.builds(
     TherapyRecord,
     therapy=_maybe(st.sampled_from(THERAPIES)),
@@ -91,7 +109,9 @@ therapies = st.builds(
 )
 
 
-def _collection(items: st.SearchStrategy[Record], placeholder: Record) -> st.SearchStrategy[list[Record]]:
+def _collection(
+    items: st.SearchStrategy[Record], placeholder: Record
+) -> st.SearchStrategy[list[Record]]:
     """A documented list (possibly empty), or an undocumented one (one placeholder record)."""
     return st.one_of(st.lists(items, max_size=4), st.just([placeholder]))
 

@@ -1,15 +1,14 @@
 """durable-rules and the reference evaluator must agree on every patient.
 
-Generated patients (1000 per run; set CDS_RULES_DIFFERENTIAL_EXAMPLES for more) (biased to threshold edges, with unknown fields, score bounds
-and undocumented collections) go through both evaluators; firings, derived facts and the whole
-result must be identical.
+Generated patients (1000 a run; CDS_RULES_DIFFERENTIAL_EXAMPLES sets more), biased to threshold
+edges, with unknown fields, score bounds and undocumented collections, go through both
+evaluators; firings, derived facts and the whole result must be identical.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import os
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -30,11 +29,15 @@ def evaluators(request: pytest.FixtureRequest) -> tuple[Evaluator, Evaluator]:
     return Evaluator(compiled, engine="durable"), Evaluator(compiled, engine="reference")
 
 
-@settings(max_examples=int(os.environ.get("CDS_RULES_DIFFERENTIAL_EXAMPLES", "1000")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("CDS_RULES_DIFFERENTIAL_EXAMPLES", "1000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(records=patient_records())
-def test_durable_and_reference_agree(evaluators: tuple[Evaluator, Evaluator],
-                                     records: tuple[Record, ...]) -> None:
+def test_durable_and_reference_agree(
+    evaluators: tuple[Evaluator, Evaluator], records: tuple[Record, ...]
+) -> None:
     durable, reference = evaluators
     firings_d, derived_d = durable.firings(records)
     firings_r, derived_r = reference.firings(records)

@@ -1,0 +1,149 @@
+"""Screening speed: full pipeline, durable-rules alone and the reference evaluator alone.
+
+Generates N synthetic patients (seeded), then reports median and p99 microseconds per patient,
+patients per second, and the ratios. Measured, never asserted.
+
+    .venv/bin/python benchmarks/bench_screening.py --patients 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_rules.api import compile_file, default_rulesets_dir
+from cds_rules.evaluation import Evaluator
+from cds_rules.facts import PatientFacts, parse_patient
+from cds_rules.normalise import to_records
+from cds_rules.scoring import WPI_SITES
+
+AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
+DRUGS = ["duloxetine", "pregabalin", "milnacipran", "amitriptyline", "cyclobenzaprine"]
+THERAPIES = ["structured_exercise", "cbt", "physiotherapy", "relaxation_therapy", "hydrotherapy"]
+
+
+def synthetic_patient(rng: random.Random) -> dict[str, Any]:
+    """A random but valid patient document, as a caller would send it."""
+
+    def maybe(value: Any, known: float = 0.9) -> Any:
+        return value if rng.random() < known else None
+
+    sites = rng.sample(sorted(WPI_SITES), rng.randint(0, 19))
+    return {
+        "as_of": AS_OF.isoformat(),
+        "demographics": {
+            "age_years": rng.randint(18, 85),
+            "sex": rng.choice(["female", "male"]),
+            "weight_kg": maybe(rng.uniform(45, 130)),
+            "height_cm": maybe(rng.uniform(145, 200)),
+        },
+        "pain_nrs": maybe(rng.randint(0, 10)),
+        "confounders_reviewed": maybe(rng.random() < 0.8),
+        "fibromyalgia": {
+            "wpi_sites": sites,
+            "sss_part_a": {
+                "fatigue": maybe(rng.randint(0, 3)),
+                "waking_unrefreshed": maybe(rng.randint(0, 3)),
+                "cognitive_symptoms": maybe(rng.randint(0, 3)),
+            },
+            "sss_part_b_2010": maybe(rng.randint(0, 3)),
+            "sss_part_b_2016": {
+                "headaches": maybe(rng.random() < 0.5),
+                "lower_abdominal_pain_or_cramps": maybe(rng.random() < 0.5),
+                "depression": maybe(rng.random() < 0.5),
+            },
+            "symptom_duration_months": maybe(rng.uniform(0, 240)),
+            "other_disorder_explains_pain": maybe(rng.random() < 0.2),
+        },
+        "prior_trials": [
+            {
+                "drug": rng.choice(DRUGS),
+                "dose_mg_per_day": rng.choice([25, 60, 100, 150, 300]),
+                "duration_weeks": rng.choice([4, 6, 12, 52]),
+                "stop_reason": rng.choice(["ongoing", "insufficient_effect", "intolerance"]),
+            }
+            for _ in range(rng.randint(0, 3))
+        ],
+        "nonpharmacological_therapies": [
+            {
+                "therapy": rng.choice(THERAPIES),
+                "sessions_per_week": 2,
+                "duration_weeks": 12,
+                "sessions": 10,
+            }
+            for _ in range(rng.randint(0, 3))
+        ],
+        "labs": [
+            {
+                "test": "esr",
+                "value": rng.uniform(2, 50),
+                "unit": "mm/h",
+                "taken_at": "2025-12-20T09:00:00+00:00",
+            },
+            {
+                "test": "crp",
+                "value": rng.uniform(0.5, 20),
+                "unit": "mg/L",
+                "taken_at": "2025-12-20T09:00:00+00:00",
+            },
+            {"test": "cbc", "interpretation": "normal", "taken_at": "2025-12-20T09:00:00+00:00"},
+        ],
+    }
+
+
+def _measure(name: str, items: list[Any], run: Callable[[Any], object]) -> dict[str, float]:
+    for item in items[: min(50, len(items))]:
+        run(item)  # warm-up
+    samples = []
+    for item in items:
+        start = time.perf_counter_ns()
+        run(item)
+        samples.append((time.perf_counter_ns() - start) / 1000)
+    samples.sort()
+    median = statistics.median(samples)
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    per_second = len(samples) / (sum(samples) / 1e6)
+    print(f"{name:<34} median {median:8.1f} µs   p99 {p99:8.1f} µs   {per_second:9.0f} patients/s")
+    return {"median": median, "p99": p99, "per_second": per_second}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=20261125)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    documents = [synthetic_patient(rng) for _ in range(args.patients)]
+    compiled = compile_file(default_rulesets_dir() / "eligibility.yaml")
+    durable = Evaluator(compiled, engine="durable")
+    reference = Evaluator(compiled, engine="reference")
+    patients: list[PatientFacts] = [parse_patient(d) for d in documents]
+    records = [to_records(p) for p in patients]
+    print(f"{args.patients} synthetic patients, ruleset {compiled.label}, one core\n")
+    full = _measure(
+        "full pipeline (validate+evaluate)", documents, lambda d: durable.evaluate(parse_patient(d))
+    )
+    engine = _measure("durable-rules evaluation only", records, durable.firings)
+    ref = _measure("reference evaluator only", records, reference.firings)
+    checked = _measure(
+        "full pipeline, --cross-check",
+        documents,
+        lambda d: Evaluator.evaluate(cross, parse_patient(d)),
+    )
+    print()
+    print(f"durable / reference (median):       {engine['median'] / ref['median']:.2f}")
+    print(f"full pipeline / durable (median):   {full['median'] / engine['median']:.2f}")
+    print(f"cross-check / full pipeline:        {checked['median'] / full['median']:.2f}")
+
+
+cross: Evaluator
+
+
+if __name__ == "__main__":
+    cross = Evaluator(compile_file(default_rulesets_dir() / "eligibility.yaml"), cross_check=True)
+    main()
