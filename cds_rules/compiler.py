@@ -174,7 +174,7 @@ class CompiledRuleset:
 
     @property
     def label(self) -> str:
-        return f"{self.id} {self.version} ({self.content_hash[:12]})"
+        return f"{self.id} {self.version} ({self.content_hash.removeprefix('sha256:')[:12]})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,9 +404,10 @@ def _stage_identity(ctx: _Context) -> None:
     seen: dict[str, int] = {}
     for index, rule in enumerate(ctx.loaded.spec.rules):
         if rule.id in seen:
+            first = ctx.positions.location(("rules", seen[rule.id], "id")).line
             ctx.error(
                 "duplicate_rule_id",
-                f"rule id `{rule.id}` is already used by rule {seen[rule.id]}",
+                f"rule id `{rule.id}` is already used on line {first}",
                 ("rules", index, "id"),
             )
         seen.setdefault(rule.id, index)
@@ -437,10 +438,7 @@ def _stage_fact_types(ctx: _Context) -> None:
                 key=True,
             )
             continue
-        fields = {
-            prop: FieldInfo(prop, kind)
-            for prop, kind in derived.properties.items()
-        }
+        fields = {prop: FieldInfo(prop, kind) for prop, kind in derived.properties.items()}
         ctx.fact_types[name] = FactType(name, fields, derived=True, title=derived.title)
     for name, fact_type in ctx.fact_types.items():
         properties = 4 + 2 * len(fact_type.fields)
@@ -488,7 +486,7 @@ class _RuleCompiler:
                 self.error(
                     "unknown_fact_type",
                     f"unknown fact type `{type_name}`",
-                    ("requires", alias),
+                    _requires_parts(self.ctx, self.index, alias)[2:],
                     did_you_mean(type_name, self.ctx.fact_types),
                 )
                 continue
@@ -531,6 +529,9 @@ class _RuleCompiler:
     ) -> tuple[str, FieldInfo] | None:
         alias, _, name = path.partition(".")
         fact_type = self.patterns.get(alias)
+        if fact_type is None and alias in self.rule.requires:
+            self.failed = True  # its fact type is unknown: already reported at `requires`
+            return None
         if fact_type is None:
             self.error(
                 "unknown_alias",
@@ -790,22 +791,31 @@ def _stage_rules(ctx: _Context) -> None:
     ]
 
 
+def _requires_parts(ctx: _Context, index: int, alias: str) -> tuple[str | int, ...]:
+    """Path of one `requires` entry, whether written as a list or as an alias mapping."""
+    requires = ctx.loaded.spec.rules[index].requires
+    if ("rules", index, "requires", 0) in ctx.positions:
+        return ("rules", index, "requires", list(requires).index(alias))
+    return ("rules", index, "requires", alias)
+
+
 def _stage_dependencies(ctx: _Context) -> None:
     """Order rules so a rule runs after every rule asserting what it needs; refuse cycles."""
     rules = [rule for rule in ctx.rules if rule is not None]
+    # Facts some rule asserts, counting rules that failed to compile (already reported).
+    declared = {r.then.assert_.fact for r in ctx.loaded.spec.rules if r.then.assert_}
     producers: dict[str, list[int]] = {}
     for rule in rules:
         if rule.asserts:
             producers.setdefault(rule.asserts.fact, []).append(rule.index)
     for rule in rules:
-        for position, (alias, fact_type) in enumerate(rule.patterns):
-            if fact_type.derived and fact_type.name not in producers:
+        for alias, fact_type in rule.patterns:
+            if fact_type.derived and fact_type.name not in declared:
                 ctx.error(
                     "never_asserted",
                     f"no rule asserts `{fact_type.name}`, so this rule can never fire",
-                    ("rules", rule.index, "requires", alias),
+                    _requires_parts(ctx, rule.index, alias),
                 )
-            del position
     for position, criterion in enumerate(ctx.loaded.spec.criteria):
         target = ctx.fact_types.get(criterion.fact)
         if target is None or not target.derived:
@@ -814,7 +824,7 @@ def _stage_dependencies(ctx: _Context) -> None:
                 f"criterion fact `{criterion.fact}` is not declared",
                 ("criteria", position, "fact"),
             )
-        elif criterion.fact not in producers:
+        elif criterion.fact not in declared:
             ctx.error(
                 "never_asserted",
                 f"no rule asserts `{criterion.fact}`: this criterion can never be established",

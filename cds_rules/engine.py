@@ -14,10 +14,11 @@ made impossible here, at this module's border:
   sentinel fact that a sentinel rule acts on.
 * A fact that matches no rule raises ``MessageNotHandledException``: here that is a normal,
   empty result.
-* The stock ``Host`` starts timer threads that may run actions after a call returned: the host
-  here starts none, and every action runs inside the call that asserted its facts.
-* Exceptions raised in actions are swallowed into the engine's state: every action is wrapped,
-  its error recorded, and the evaluation fails with ``EngineError``.
+* The stock ``Host`` starts timer threads that may run actions after a call returned, and its
+  ``Promise`` layer swallows exceptions raised in actions into the engine's state. Neither is
+  used: this module drives the C engine's action loop itself, synchronously, so every action
+  runs inside the call that asserted its facts, and an action's error abandons the action and
+  fails the evaluation with ``EngineError``.
 * Numbers compared with strings compare as text, a missing attribute fails every test, and a
   join reading another fact's missing attribute fails the whole assertion (error 311): facts
   are encoded from typed records only, every field is always present (numbers as floats; an
@@ -25,26 +26,35 @@ made impossible here, at this module's border:
   guarded by that flag; scores as bounds), and every property is type-checked against the
   compiled fact types before it is asserted. Rules never use ``$not`` and every pattern tests
   the fact type (the compiler).
+* The engine's JSON parser rejects numbers in exponent notation (``1e-07``), which Python's
+  ``json`` writes for small and large floats: facts are serialised here with positional
+  numbers, and the compiler refuses rule constants the parser could not read.
 * The action context does not say which rule fired: each action is bound to its engine rule
   name, so firings are recorded in order with the facts each matched.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.metadata import version as _package_version
 from typing import Any
 
-import durable.engine as _durable
 import durable_rules_engine as _c_engine
 
-from .compiler import SENTINEL_TYPE, CompiledRuleset, derived_key, derived_values, engine_value
+from .compiler import (
+    SENTINEL_RULE,
+    SENTINEL_TYPE,
+    CompiledRuleset,
+    derived_key,
+    derived_values,
+    engine_value,
+)
 from .errors import EngineError
 from .model import DERIVED_PREFIX, POSSIBLE_PREFIX, FactType
 from .records import Record, Score
@@ -94,11 +104,10 @@ class EngineRun:
     errors: list[str] = field(default_factory=list)
 
 
-class _QuietHost(_durable.Host):  # type: ignore[misc]
-    """A durable Host that starts no background timer threads."""
-
-    def _run(self) -> None:
-        return None
+#: Result codes of the C engine's assert calls (see ``Ruleset._handle_result`` in durable).
+_NOT_HANDLED = 1
+_OBSERVED = 2
+_QUEUED = 3
 
 
 @dataclass
@@ -183,10 +192,15 @@ def _encode_fields(fact_type: FactType, values: dict[str, Any]) -> dict[str, Any
 
 
 class DurableEngine:
-    """Evaluates patients with durable-rules over one compiled ruleset.
+    """Evaluates patients with durable-rules' C engine over one compiled ruleset.
+
+    The engine's Python layer (``Host``, ``Ruleset``, ``Closure``, ``Promise``) is not used: it
+    starts timer threads, swallows action errors and serialises numbers in a form the C parser
+    rejects. This class drives the C engine's documented action loop itself, synchronously:
+    assert a fact, then take each action the assertion made ready, run it, complete it.
 
     Thread-safe: evaluations on one engine are serialised. Create one engine per compiled
-    ruleset and reuse it; creating the engine compiles the ruleset into the C engine.
+    ruleset and reuse it.
     """
 
     def __init__(self, compiled: CompiledRuleset) -> None:
@@ -194,36 +208,105 @@ class DurableEngine:
         self._lock = threading.Lock()
         self._name = f"cds_{compiled.id}_{uuid.uuid4().hex[:12]}"
         self._session_number = 0
-        self._session: _Session | None = None
         self._broken: str | None = None
-        definition = copy.deepcopy(compiled.engine_definition)
-        for name, rule in definition.items():
-            rule["run"] = self._bind(name)
-        self._host = _QuietHost()
-        self._host.register_rulesets({self._name: definition})
+        self._rules = compiled.engine_rules
+        self._fact_types = compiled.fact_types
+        try:
+            self._handle = _c_engine.create_ruleset(
+                self._name, json.dumps(compiled.engine_definition, ensure_ascii=False)
+            )
+        except Exception as error:
+            raise EngineError(
+                "engine_failed", f"the engine refused the ruleset: {error}"
+            ) from error
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            try:
+                _c_engine.delete_ruleset(handle)
+            except Exception:  # interpreter shutdown: nothing left to free
+                pass
 
     @property
     def compiled(self) -> CompiledRuleset:
         return self._compiled
 
-    def _bind(self, rule_name: str) -> Callable[[Any], None]:
-        def action(closure: Any) -> None:
-            session = self._session
-            if session is None:  # an action outside an evaluation: never expected
-                return
+    def run(self, facts: Sequence[tuple[str, Record]]) -> EngineRun:
+        """Evaluate one patient's records (``(key, record)`` pairs) in a fresh session."""
+        with self._lock:
+            if self._broken:
+                raise EngineError("engine_unusable", self._broken)
+            self._session_number += 1
+            session = _Session(sid=str(self._session_number), run=EngineRun())
             try:
-                self._act(session, rule_name, closure)
-            except BaseException as error:  # recorded, then raised to the caller
-                session.run.errors.append(f"{rule_name}: {type(error).__name__}: {error}")
+                self._assert(session, {"t": SENTINEL_TYPE}, None)
+                for key, record in facts:
+                    fact_type = self._fact_types[record.fact_type]
+                    encoded = _encode_fields(fact_type, record.rule_fields())
+                    encoded["t"] = record.fact_type
+                    self._assert(session, encoded, key)
+                state = json.loads(_c_engine.get_state(self._handle, session.sid))
+                if isinstance(state, dict) and "exception" in state:
+                    raise EngineError("engine_failed", f"engine state: {state['exception']}")
+            finally:
+                self._delete(session.sid)
+            return session.run
 
-        return action
-
-    def _act(self, session: _Session, rule_name: str, closure: Any) -> None:
-        if rule_name == "sentinel":
+    def _assert(self, session: _Session, fact: dict[str, Any], key: str | None) -> None:
+        """Assert one fact and run, synchronously, every action it makes ready."""
+        fact_id = session.fact_id()
+        session.keys_by_id[fact_id] = key or fact_id
+        payload = {"sid": session.sid, "id": fact_id, **fact}
+        state_handle = self._submit(payload)
+        if state_handle is None:
             return
-        engine_rule = self._compiled.engine_rules[rule_name]
+        try:
+            result = _c_engine.start_action_for_state(self._handle, state_handle)
+        except Exception as error:
+            raise EngineError("engine_failed", f"{type(error).__name__}: {error}") from error
+        while result:
+            message = json.loads(result[1])
+            ((rule_name, matched),) = message.items()
+            try:
+                self._act(session, rule_name, matched)
+            except BaseException as error:
+                with contextlib.suppress(Exception):
+                    _c_engine.abandon_action(self._handle, state_handle)
+                if isinstance(error, EngineError):
+                    raise
+                raise EngineError(
+                    "action_failed",
+                    f"rule action `{rule_name}` failed: {type(error).__name__}: {error}",
+                ) from error
+            try:
+                following = _c_engine.complete_and_start_action(self._handle, state_handle)
+            except Exception as error:
+                raise EngineError("engine_failed", f"{type(error).__name__}: {error}") from error
+            result = (None, following) if following else None
+
+    def _submit(self, payload: dict[str, Any]) -> Any:
+        """Assert a fact in the C engine; None when it matched no rule (a normal outcome)."""
+        try:
+            result = _c_engine.assert_fact(self._handle, fact_json(payload))
+        except Exception as error:
+            raise EngineError("engine_failed", f"{type(error).__name__}: {error}") from error
+        if result[0] == _NOT_HANDLED:
+            return None
+        if result[0] == _OBSERVED:
+            raise EngineError(
+                "duplicate_fact", f"the engine dropped fact `{payload['id']}` as a duplicate"
+            )
+        if result[0] == _QUEUED:
+            return None
+        return result[1]
+
+    def _act(self, session: _Session, rule_name: str, message: dict[str, Any]) -> None:
+        if rule_name == SENTINEL_RULE:
+            return
+        engine_rule = self._rules[rule_name]
         matched_facts: dict[str, dict[str, Any]] = {
-            alias: dict(closure._m[f"x_{alias}"]) for alias in engine_rule.aliases
+            alias: message[f"x_{alias}"] for alias in engine_rule.aliases
         }
         matched = {alias: session.keys_by_id[fact["id"]] for alias, fact in matched_facts.items()}
         session.run.firings.append(EngineFiring(rule_name, matched))
@@ -243,90 +326,15 @@ class DurableEngine:
             return
         session.asserted_derived.add(tag + key)
         session.run.derived.append((key, rule_name, certain))
-        fact_type = self._compiled.fact_types[rule.asserts.fact]
-        fact = {
-            "sid": session.sid,
-            "id": session.fact_id(),
-            "t": tag,
-            **_encode_fields(fact_type, values),
-        }
-        session.keys_by_id[fact["id"]] = key
-        ruleset = self._host.get_ruleset(self._name)
-        try:
-            ruleset._handle_result(_c_engine.assert_fact(ruleset._handle, fact_json(fact)), fact)
-        except _durable.MessageNotHandledException:
-            pass  # no rule consumes this derived fact: the decision step reads it
-
-    def run(self, facts: Sequence[tuple[str, Record]]) -> EngineRun:
-        """Evaluate one patient's records (``(key, record)`` pairs) in a fresh session."""
-        with self._lock:
-            if self._broken:
-                raise EngineError("engine_unusable", self._broken)
-            self._session_number += 1
-            session = _Session(sid=str(self._session_number), run=EngineRun())
-            self._session = session
-            try:
-                self._assert(session, {"t": SENTINEL_TYPE})
-                for key, record in facts:
-                    fact_type = self._compiled.fact_types[record.fact_type]
-                    encoded = _encode_fields(fact_type, record.rule_fields())
-                    encoded["t"] = record.fact_type
-                    self._assert(session, encoded, key)
-                state = self._host.get_state(self._name, session.sid)
-                if isinstance(state, dict) and "exception" in state:
-                    session.run.errors.append(f"engine state: {state['exception']}")
-                if session.run.errors:
-                    raise EngineError(
-                        "action_failed", "a rule action failed: " + "; ".join(session.run.errors)
-                    )
-            finally:
-                self._session = None
-                self._delete(session.sid)
-            return session.run
-
-    def _assert(self, session: _Session, fact: dict[str, Any], key: str | None = None) -> None:
+        fact_type = self._fact_types[rule.asserts.fact]
         fact_id = session.fact_id()
-        session.keys_by_id[fact_id] = key or fact_id
-        payload = {"sid": session.sid, "id": fact_id, **fact}
-        ruleset = self._host.get_ruleset(self._name)
-        outcome: list[Any] = []
-
-        def complete(error: Any, state: Any) -> None:
-            outcome.append(error)
-
-        try:
-            handle = ruleset._handle_result(
-                _c_engine.assert_fact(ruleset._handle, fact_json(payload)), payload
-            )
-            ruleset.do_actions(handle, complete)
-            if outcome and outcome[0]:
-                raise (
-                    outcome[0]
-                    if isinstance(outcome[0], BaseException)
-                    else EngineError("engine_failed", str(outcome[0]))
-                )
-        except EngineError:
-            raise
-        except _durable.MessageNotHandledException:
-            pass  # matched no rule: an empty result, not an error
-        except _durable.MessageObservedException as error:
-            raise EngineError(
-                "duplicate_fact", f"the engine dropped fact `{fact_id}` as a duplicate"
-            ) from error
-        except Exception as error:
-            raise EngineError("engine_failed", f"{type(error).__name__}: {error}") from error
-        if session.run.errors:
-            raise EngineError(
-                "action_failed", "a rule action failed: " + "; ".join(session.run.errors)
-            )
+        session.keys_by_id[fact_id] = key
+        fact = {"sid": session.sid, "id": fact_id, "t": tag, **_encode_fields(fact_type, values)}
+        # Actions this fact makes ready join the loop in `_assert` (same session and state).
+        self._submit(fact)
 
     def _delete(self, sid: str) -> None:
         try:
-            self._host.delete_state(self._name, sid)
+            _c_engine.delete_state(self._handle, sid)
         except Exception as error:  # keep sessions bounded: refuse further work instead
             self._broken = f"session {sid} could not be deleted: {error}"
-
-
-def check_live(engines: Iterable[DurableEngine]) -> list[str]:
-    """Names of engines that refuse work (a session could not be deleted)."""
-    return [engine._name for engine in engines if engine._broken]

@@ -375,14 +375,17 @@ def _unknown_paths(
     return paths, details
 
 
-def _explain(rule: CompiledRule, records: Sequence[Record], established: set[str]) -> list[str]:
+def _explain(
+    rule: CompiledRule, records: Sequence[Record], established: set[str], possible: set[str]
+) -> list[str]:
     """Why a criterion-establishing rule did not hold: its unmet top-level conditions."""
     reasons = []
     binding: dict[str, Any] = {}
     for alias, fact_type in rule.patterns:
         if fact_type.derived:
             if fact_type.name not in established:
-                reasons.append(f"{fact_type.title or fact_type.name}: not established")
+                state = "unknown" if fact_type.name in possible else "not established"
+                reasons.append(f"{fact_type.title or fact_type.name}: {state}")
             continue
         matching = [r for r in records if r.fact_type == fact_type.name]
         if len(matching) != 1:
@@ -566,7 +569,9 @@ def _decide(
             )
         )
         reasons = [
-            reason for rule in producers for reason in _explain(rule, records, established_facts)
+            reason
+            for rule in producers
+            for reason in _explain(rule, records, established_facts, possible_facts)
         ]
         state = "cannot be established with the data given" if unknown else "not met"
         message = f"{criterion.title}: {state}"

@@ -66,19 +66,24 @@ def _definitions() -> dict[str, Any]:
     }
     operators: dict[str, Any] = {
         "eq": {"description": "equal to a value or another fact's field", **scalar_or_reference},
-        "ne": {"description": "not equal to a value or another fact's field",
-               **scalar_or_reference},
+        "ne": {
+            "description": "not equal to a value or another fact's field",
+            **scalar_or_reference,
+        },
         **{
-            op: {"description": f"{meaning} a number or another fact's number (numbers and "
-                 "scores only)", **number_or_reference}
+            op: {
+                "description": f"{meaning} a number or another fact's number (numbers and "
+                "scores only)",
+                **number_or_reference,
+            }
             for op, meaning in _ORDERING_OPERATORS.items()
         },
-        "in": {"description": f"one of a list of values (at most {MAX_LIST_VALUES})",
-               **value_list},
-        "not_in": {"description": f"none of a list of values (at most {MAX_LIST_VALUES})",
-                   **value_list},
-        "recorded": {"description": "the field has a value (known), whatever it is",
-                     "const": True},
+        "in": {"description": f"one of a list of values (at most {MAX_LIST_VALUES})", **value_list},
+        "not_in": {
+            "description": f"none of a list of values (at most {MAX_LIST_VALUES})",
+            **value_list,
+        },
+        "recorded": {"description": "the field has a value (known), whatever it is", "const": True},
     }
     return {
         "name": {
@@ -191,8 +196,9 @@ def _definitions() -> dict[str, Any]:
                     "additionalProperties": False,
                     "description": "every property of the derived fact: a value or "
                     "`{field: alias.field}`",
-                    "patternProperties": {NAME_PATTERN: {"anyOf": [_ref("scalar"),
-                                                                   _ref("reference")]}},
+                    "patternProperties": {
+                        NAME_PATTERN: {"anyOf": [_ref("scalar"), _ref("reference")]}
+                    },
                     "type": "object",
                 },
             },
@@ -204,8 +210,7 @@ def _definitions() -> dict[str, Any]:
             "description": "a finding for the clinician",
             "properties": {
                 "message": {
-                    "description": "`{alias.field}` placeholders are filled from the matched "
-                    "facts",
+                    "description": "`{alias.field}` placeholders are filled from the matched facts",
                     "minLength": 1,
                     "type": "string",
                 },
@@ -272,8 +277,10 @@ def _definitions() -> dict[str, Any]:
                 },
                 "then": _ref("then"),
                 "title": {"minLength": 1, "type": "string"},
-                "when": {"description": "the condition over the required facts' fields",
-                         **_ref("condition")},
+                "when": {
+                    "description": "the condition over the required facts' fields",
+                    **_ref("condition"),
+                },
             },
             "required": ["id", "title", "sources", "evidence", "requires", "when", "then"],
             "type": "object",

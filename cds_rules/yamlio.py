@@ -39,6 +39,9 @@ class Positions:
     _starts: dict[tuple[str | int, ...], tuple[int, int]] = field(default_factory=dict)
     _keys: dict[tuple[str | int, ...], tuple[int, int]] = field(default_factory=dict)
 
+    def __contains__(self, parts: object) -> bool:
+        return parts in self._starts
+
     def location(self, parts: tuple[str | int, ...], *, key: bool = False) -> Location:
         """Location of the value at ``parts``, or of its key; falls back to the nearest parent."""
         probe = parts
@@ -116,7 +119,10 @@ def load_yaml_text(text: str, file: str | None = None) -> YamlDocument:
         location = Location(
             file, mark.line + 1 if mark else None, mark.column + 1 if mark else None
         )
-        raise RulesetError("yaml_syntax", str(error.problem or error), location) from None
+        hint = None
+        if error.context and error.context_mark:
+            hint = f"{error.context} started on line {error.context_mark.line + 1}"
+        raise RulesetError("yaml_syntax", str(error.problem or error), location, hint) from None
     builder = _Builder(file)
     data = None if node is None else builder.build(node, ())
     if builder.errors:

@@ -126,8 +126,6 @@ def test_demo_compiles() -> None:
     assert compiled.content_hash.startswith("sha256:")
 
 
-@pytest.mark.xfail(strict=True, reason="duplicate_rule_id names the first rule by its 0-based "
-                   "index (`rule 0`), not by its line")
 def test_duplicate_rule_id_names_the_line_of_the_first() -> None:
     rule = demo().split("rules:\n")[1]
     (error,) = compile_errors(demo() + "\n" + rule.replace("{gte: 70}", "{gte: 80}"))
@@ -191,7 +189,6 @@ def test_eligibility_compiles() -> None:
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", compiled.content_hash)
 
 
-@pytest.mark.xfail(strict=True, reason="`label` cuts `sha256:` + 5 hex digits, not 12 hex digits")
 def test_label_shows_twelve_hex_digits_of_the_hash() -> None:
     compiled = compile_ruleset(load_ruleset(ELIGIBILITY))
     assert compiled.label == f"eligibility 1.0.0 ({compiled.content_hash[7:19]})"
