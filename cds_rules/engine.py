@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -53,7 +54,6 @@ from .compiler import (
     CompiledRuleset,
     derived_key,
     derived_values,
-    engine_value,
 )
 from .errors import EngineError
 from .model import DERIVED_PREFIX, POSSIBLE_PREFIX, FactType
@@ -143,8 +143,19 @@ def _number_json(value: float) -> str:
     return text if "." in text else text + ".0"
 
 
+_EXPONENT_OR_SPECIAL = re.compile(r"[0-9][eE][-+]?[0-9]|NaN|Infinity")
+
+
 def fact_json(fact: dict[str, Any]) -> str:
-    """Serialise an engine fact: strings and flags as JSON, numbers positionally."""
+    """Serialise an engine fact: strings and flags as JSON, numbers positionally.
+
+    The C-accelerated encoder is used when its output has no exponent and no NaN/Infinity;
+    otherwise (or when the check cannot tell, e.g. such text inside a string) each value is
+    written positionally, and a number the engine cannot take is refused.
+    """
+    text = json.dumps(fact, ensure_ascii=False, separators=(",", ":"))
+    if not _EXPONENT_OR_SPECIAL.search(text):
+        return text
     parts = []
     for key, value in fact.items():
         if isinstance(value, float):
@@ -162,32 +173,45 @@ def fact_json(fact: dict[str, Any]) -> str:
 _NEUTRAL: dict[str, Any] = {"number": 0.0, "boolean": False, "text": ""}
 
 
+_EXPECTED: dict[str, tuple[type, ...]] = {
+    "number": (int, float),
+    "boolean": (bool,),
+    "text": (str,),
+}
+
+
 def _encode_fields(fact_type: FactType, values: dict[str, Any]) -> dict[str, Any]:
     """Engine properties for typed values: explicit known flags, score bounds, numbers as floats."""
     encoded: dict[str, Any] = {}
     for name, info in fact_type.fields.items():
         value = values.get(name)
-        if info.kind == "score":
+        kind = info.kind
+        if kind == "score":
             if not isinstance(value, Score):
                 raise EngineError("invalid_fact", f"`{fact_type.name}.{name}` must be a score")
-            encoded[f"{name}__min"] = float(value.minimum)
-            encoded[f"{name}__max"] = float(value.maximum)
+            encoded[name + "__min"] = float(value.minimum)
+            encoded[name + "__max"] = float(value.maximum)
             continue
         if value is None:
             # Always present: a join that reads an absent property of another fact makes the
             # engine fail (error 311). The neutral value is never decisive: every test is
             # guarded by the `__known` flag.
-            encoded[name] = _NEUTRAL[info.kind]
-            encoded[f"{name}__known"] = False
+            encoded[name] = _NEUTRAL[kind]
+            encoded[name + "__known"] = False
             continue
-        expected = {"number": (int, float), "boolean": (bool,), "text": (str,)}[info.kind]
-        if not isinstance(value, expected) or (info.kind == "number" and isinstance(value, bool)):
+        if not isinstance(value, _EXPECTED[kind]) or (kind == "number" and isinstance(value, bool)):
             raise EngineError(
                 "invalid_fact",
-                f"`{fact_type.name}.{name}` must be {info.kind}, got `{value!r}`",
+                f"`{fact_type.name}.{name}` must be {kind}, got `{value!r}`",
             )
-        encoded[name] = engine_value(value)
-        encoded[f"{name}__known"] = True
+        if kind == "number":
+            value = float(value)  # type: ignore[arg-type]
+            if not abs(value) <= _MAX_MAGNITUDE:  # also refuses NaN
+                raise EngineError(
+                    "invalid_fact", f"`{fact_type.name}.{name}` = `{value!r}` is out of range"
+                )
+        encoded[name] = value
+        encoded[name + "__known"] = True
     return encoded
 
 

@@ -17,10 +17,11 @@ import json
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, TypeAdapter
 
 from .compiler import CompiledLeaf, CompiledRule, CompiledRuleset
 from .errors import CrossCheckError
@@ -44,37 +45,45 @@ Variant = Literal["certain", "possible"]
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)\}")
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+#: Results refuse unknown fields when read back from JSON.
+_STRICT = ConfigDict(extra="forbid")
 
 
-class RulesetRef(_Result):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesetRef:
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     id: str
     version: str
     content_hash: str
 
 
-class MatchedFact(_Result):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchedFact:
     """A fact a rule matched, with the values of the fields the rule tests."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     alias: str
     fact_type: str
     key: str
     values: dict[str, Any]
 
 
-class FiredRule(_Result):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FiredRule:
     """A rule whose condition held, in firing order, with the facts it matched."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     sequence: int
     rule_id: str
     title: str
     matched: tuple[MatchedFact, ...]
 
 
-class Finding(_Result):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
     """A reason for the decision: a rule that fired, missing data, or an unmet criterion."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     kind: Literal["rule", "missing_data", "criterion"]
     rule_id: str
     title: str
@@ -84,9 +93,11 @@ class Finding(_Result):
     evidence: Evidence | None
 
 
-class MissingData(_Result):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissingData:
     """A rule that could not be decided: the fact paths it needed that are unknown."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     rule_id: str
     title: str
     paths: tuple[str, ...]
@@ -94,7 +105,9 @@ class MissingData(_Result):
     outcome: Outcome | None
 
 
-class CriterionResult(_Result):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CriterionResult:
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     fact: str
     title: str
     status: Literal["established", "not_established", "unknown"]
@@ -102,15 +115,23 @@ class CriterionResult(_Result):
     outcome: Outcome | None
 
 
-class DerivedFact(_Result):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DerivedFact:
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     fact: str
     values: dict[str, Any]
     asserted_by: str
 
 
-class Evaluation(_Result):
-    """The immutable result of screening one patient."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evaluation:
+    """The immutable result of screening one patient.
 
+    Plain frozen dataclasses: they are built from values the evaluation produced itself, so
+    nothing is re-validated on the way out; ``from_json`` validates fully on the way in.
+    """
+
+    __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     ruleset: RulesetRef
     as_of: datetime
     engine: str
@@ -122,11 +143,22 @@ class Evaluation(_Result):
     criteria: tuple[CriterionResult, ...]
     derived: tuple[DerivedFact, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (enums as strings, times as ISO 8601)."""
+        data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")
+        return data
+
     def to_json(self) -> str:
         """Deterministic JSON (sorted keys)."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, indent=2, ensure_ascii=False
-        )
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Evaluation:
+        """Read a result back, validating every field (e.g. from an archive)."""
+        return _ADAPTER.validate_json(text, strict=False)
+
+
+_ADAPTER: TypeAdapter[Evaluation] = TypeAdapter(Evaluation)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,9 +318,26 @@ def _derived_values_from_key(key: str) -> tuple[str, dict[str, Any]]:
     return key[:brace], json.loads(key[brace:])
 
 
+class _FactView(tuple[Record, ...]):
+    """The patient's records, with each fact's values read once per evaluation."""
+
+    _cache: dict[str, tuple[str, dict[str, Any]]]
+
+    def __new__(cls, records: Sequence[Record]) -> _FactView:
+        view = super().__new__(cls, records)
+        view._cache = {}
+        return view
+
+
 def _lookup(records: Sequence[Record], key: str) -> tuple[str, dict[str, Any]]:
+    cache: dict[str, tuple[str, dict[str, Any]]] | None = getattr(records, "_cache", None)
+    if cache is not None and key in cache:
+        return cache[key]
     found = _fact_values(records, key)
-    return found if found is not None else _derived_values_from_key(key)
+    result = found if found is not None else _derived_values_from_key(key)
+    if cache is not None:
+        cache[key] = result
+    return result
 
 
 def _matched(
@@ -458,6 +507,7 @@ def _decide(
     cross_checked: bool,
 ) -> Evaluation:
     rules = compiled.rules
+    records = _FactView(records)
     certain_rules: dict[int, list[_Firing]] = {}
     possible_rules: dict[int, list[_Firing]] = {}
     for firing in firings:

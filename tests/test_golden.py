@@ -389,7 +389,7 @@ _MASKS: dict[tuple[str, ...], str] = {("ruleset", "content_hash"): "<hash>"}
 
 def masked(evaluation: Evaluation) -> dict[str, Any]:
     """The result as JSON data with volatile fields replaced by placeholders."""
-    data = evaluation.model_dump(mode="json")
+    data = evaluation.to_dict()
     for path, placeholder in _MASKS.items():
         target = data
         for part in path[:-1]:

@@ -1,0 +1,32 @@
+"""The evaluation result: immutable, deterministic and an exact JSON round trip."""
+
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
+import pytest
+
+from cds_rules.api import evaluator_for
+from cds_rules.evaluation import Evaluation
+from cds_rules.facts import load_patient
+
+FIXTURES = sorted((Path(__file__).parent.parent / "fixtures" / "patients").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("engine", ["durable", "reference"])
+def test_result_round_trips_through_json(fixture: Path, engine: str) -> None:
+    result = evaluator_for(engine=engine).evaluate(load_patient(fixture))  # type: ignore[arg-type]
+    text = result.to_json()
+    again = Evaluation.from_json(text)
+    assert again == result
+    assert again.to_json() == text
+
+
+def test_result_is_immutable_and_repeatable() -> None:
+    patient = load_patient(FIXTURES[0])
+    first = evaluator_for().evaluate(patient)
+    with pytest.raises(FrozenInstanceError):
+        first.decision = first.decision  # type: ignore[misc]
+    assert evaluator_for().evaluate(patient).to_json() == first.to_json()
