@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .api import DEFAULT_RULESET, default_rulesets_dir, evaluator_for
-from .errors import CdsRulesError, EngineError, InputError, RulesetError
+from .errors import CdsRulesError, EngineError, InputError, Location, RulesetError
 from .evaluation import Evaluation
 from .facts import load_patient
 from .loader import load_rulesets
@@ -166,7 +166,9 @@ def screen(
     except OSError as error:
         _fail(
             RulesetError(
-                "unreadable_file", f"cannot read ruleset `{ruleset_path}`: {error.strerror}"
+                "unreadable_file",
+                f"cannot read ruleset `{ruleset_path}`: {(error.strerror or str(error)).lower()}",
+                Location(file=str(ruleset_path)),
             ),
             EXIT_RULESET_ERROR,
             as_json,
@@ -248,14 +250,12 @@ def schema(
     ] = None,
 ) -> None:
     """Export the JSON Schema of the rule language, for editors to validate YAML as typed."""
-    from .schema import rule_language_schema
+    from .schema import render_schema, write_schema
 
-    document = json.dumps(rule_language_schema(), indent=2, sort_keys=True) + "\n"
     if output is not None and str(output) == "-":
-        sys.stdout.write(document)
+        sys.stdout.write(render_schema())
         return
-    target = output or default_rulesets_dir() / "schema.json"
-    target.write_text(document, encoding="utf-8")
+    target = write_schema(output or default_rulesets_dir() / "schema.json")
     _console().print(f"wrote {escape(str(target))}")
 
 

@@ -497,6 +497,28 @@ def _describe(condition: Any, binding: dict[str, Any]) -> str:
     return "(" + joiner.join(_describe(child, binding) for child in condition.children) + ")"
 
 
+def _criterion_outcome(
+    compiled: CompiledRuleset, rule: CompiledRule, unknown_criteria: dict[str, Outcome | None]
+) -> Outcome | None:
+    """The most restrictive outcome of the unknown criteria this rule's derived fact feeds."""
+    if rule.asserts is None or not unknown_criteria:
+        return None
+    seen: set[str] = set()
+    frontier = [rule.asserts.fact]
+    while frontier:
+        fact = frontier.pop()
+        if fact in seen:
+            continue
+        seen.add(fact)
+        frontier.extend(
+            consumer.asserts.fact
+            for consumer in compiled.rules
+            if consumer.asserts is not None and fact in consumer.consumes()
+        )
+    outcomes = [o for fact, o in unknown_criteria.items() if fact in seen and o is not None]
+    return max(outcomes, key=lambda o: o.severity) if outcomes else None
+
+
 def _decide(
     compiled: CompiledRuleset,
     records: Sequence[Record],
@@ -551,7 +573,7 @@ def _decide(
                     )
                 )
 
-    missing: list[MissingData] = []
+    unresolved: list[tuple[CompiledRule, tuple[str, ...], tuple[str, ...]]] = []
     for index in compiled.order:
         if index in certain_rules or index not in possible_rules:
             continue
@@ -564,15 +586,7 @@ def _decide(
                 if path not in paths:
                     paths.append(path)
                     details.append(detail)
-        missing.append(
-            MissingData(
-                rule_id=rule.id,
-                title=rule.title,
-                paths=tuple(paths),
-                details=tuple(details),
-                outcome=rule.on_missing,
-            )
-        )
+        unresolved.append((rule, tuple(paths), tuple(details)))
         if rule.on_missing is not None:
             findings.append(
                 Finding(
@@ -639,6 +653,19 @@ def _decide(
                 evidence=producers[0].evidence if producers else None,
             )
         )
+
+    # Missing data under a rule that only feeds a criterion takes that criterion's outcome.
+    unknown_criteria = {c.fact: c.outcome for c in criteria if c.status == "unknown"}
+    missing = [
+        MissingData(
+            rule_id=rule.id,
+            title=rule.title,
+            paths=paths,
+            details=details,
+            outcome=rule.on_missing or _criterion_outcome(compiled, rule, unknown_criteria),
+        )
+        for rule, paths, details in unresolved
+    ]
 
     decisive = [finding.outcome for finding in findings if finding.outcome != Outcome.INFO]
     decision = max(decisive, key=lambda o: o.severity) if decisive else Outcome.ELIGIBLE

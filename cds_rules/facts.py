@@ -35,6 +35,7 @@ from typing import (
     get_origin,
 )
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -766,7 +767,8 @@ def load_patient(path: str | PathLike[str]) -> PatientFacts:
             ]
         ) from None
     if file.suffix.lower() == ".json":
-        return _validate(_parse_json(text, source), source, None)
+        data = _parse_json(text, source)
+        return _validate(data, source, _json_positions(text, source))
     try:
         document = load_yaml_text(text, source)
     except CdsRulesError as error:
@@ -776,6 +778,18 @@ def load_patient(path: str | PathLike[str]) -> PatientFacts:
             for member in members
         ) from None
     return _validate(document.data, source, document.positions)
+
+
+def _json_positions(text: str, source: str) -> Positions | None:
+    """Line and column of every value of a JSON document (JSON is read as YAML for this only).
+
+    The values themselves always come from the JSON reader; None when the YAML reader cannot
+    follow the document.
+    """
+    try:
+        return load_yaml_text(text, source).positions
+    except (CdsRulesError, yaml.YAMLError):
+        return None
 
 
 def _parse_json(text: str, source: str) -> object:
@@ -803,6 +817,17 @@ def _parse_json(text: str, source: str) -> object:
             ]
         ) from None
     if duplicates:
+        try:
+            load_yaml_text(text, source)
+        except CdsRulesError as error:  # the same duplicates, with their lines and paths
+            members = getattr(error, "errors", None) or (error,)
+            if all(member.code == "duplicate_key" for member in members):
+                raise InputErrors(
+                    InputError(member.code, member.message, member.location, member.hint)
+                    for member in members
+                ) from None
+        except yaml.YAMLError:
+            pass
         raise InputErrors(
             InputError(
                 "duplicate_key",

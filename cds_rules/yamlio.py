@@ -103,7 +103,18 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*parts, index)) for index, item in enumerate(node.value)]
-        return self._scalars.construct_object(node, deep=True)
+        try:
+            return self._scalars.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError) as error:  # an unknown tag, an impossible date
+            problem = getattr(error, "problem", None) or str(error)
+            self.errors.append(
+                RulesetError(
+                    "invalid_value",
+                    f"cannot read `{node.value}`: {str(problem).lower()}",
+                    self.positions.location(parts),
+                )
+            )
+            return None
 
 
 def load_yaml_text(text: str, file: str | None = None) -> YamlDocument:

@@ -43,6 +43,11 @@ CHECK_RULESETS = ("check", "rulesets/")
 CHECK_INVALID = ("check", INVALID_RULESETS)
 CHECK_INVALID_JSON = ("check", INVALID_RULESETS, "--json")
 SCHEMA_TO_STDOUT = ("schema", "--output", "-")
+MISSING_RULESET = f"{INPUTS}/no_such_ruleset.yaml"
+SCREEN_WITH_MISSING_RULESET = ("screen", SEED, "--ruleset", MISSING_RULESET)
+TAGGED_RULESET = f"{INPUTS}/ruleset_with_unknown_tag.yaml"
+CHECK_TAGGED_RULESET = ("check", TAGGED_RULESET)
+FIBROMYALGIA_NULL = f"{INPUTS}/fibromyalgia_null.yaml"
 
 # The one line a user reads at the end of every summary: which ruleset decided.
 _RULESET_LINE = re.compile(
@@ -81,6 +86,12 @@ class Run:
         start = lines.index(heading) + 1
         end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
         return lines[start:end]
+
+    def ruleset_line(self) -> re.Match[str]:
+        """The last line of a screening summary, which names the ruleset and the evaluator."""
+        match = _RULESET_LINE.match(self.lines[-1])
+        assert match is not None, self.lines[-1]
+        return match
 
     def assert_no_traceback(self) -> None:
         assert "Traceback" not in self.stdout + self.stderr, self.stdout + self.stderr
@@ -138,8 +149,8 @@ class Decision(NamedTuple):
 DECISIONS = [
     Decision(PASSING, 0, "ELIGIBLE", None),
     Decision(f"{INPUTS}/passing.json", 0, "ELIGIBLE", None),
-    Decision("fixtures/patients/seed.yaml", 3, "NEEDS_REVIEW", "LAB-02-CRP"),
-    Decision(f"{INPUTS}/fibromyalgia_null.yaml", 4, "CANNOT_EVALUATE", "DX2016-01"),
+    Decision(SEED, 3, "NEEDS_REVIEW", "LAB-02-CRP"),
+    Decision(FIBROMYALGIA_NULL, 4, "CANNOT_EVALUATE", "DX2016-01"),
     Decision("fixtures/patients/v02-generalized-pain-3-regions.yaml", 5, "INELIGIBLE", "DX2016-01"),
     Decision("fixtures/patients/v12-wpi-3-meets-2010-not-2016.yaml", 5, "INELIGIBLE", "DX2016-01"),
 ]
@@ -161,9 +172,7 @@ BAD_INPUTS = [
     BadInput(f"{INPUTS}/lab_after_as_of.yaml", "future_date", 8, 49, "$.labs[1].taken_at"),
     BadInput(f"{INPUTS}/invalid_yaml.yaml", "yaml_syntax", 5, 9, "$"),
     BadInput(f"{INPUTS}/does_not_exist.yaml", "unreadable_file", None, None, "$"),
-    BadInput(
-        f"{INPUTS}/weight_850_kg.json", "out_of_range", None, None, "$.demographics.weight_kg"
-    ),
+    BadInput(f"{INPUTS}/weight_850_kg.json", "out_of_range", 6, 18, "$.demographics.weight_kg"),
 ]
 
 HELP = [
@@ -173,10 +182,17 @@ HELP = [
     (("schema",), "Export the JSON Schema of the rule language"),
 ]
 
-# Crashes on input a user can easily write: each must be an input error (exit 2) with a line.
+# Input a user can easily write that crashes the command: each must be an input error (exit 2)
+# naming its line.
 CRASHING_INPUTS = [
-    pytest.param(f"{INPUTS}/impossible_date.yaml", 3, id="impossible-date"),
-    pytest.param(f"{INPUTS}/unknown_tag.yaml", 4, id="unknown-yaml-tag"),
+    (f"{INPUTS}/impossible_date.yaml", 3),
+    (f"{INPUTS}/unknown_tag.yaml", 4),
+]
+
+# Errors in JSON patient files: (file, code, line, path) a user needs to find the mistake.
+JSON_ERRORS = [
+    (f"{INPUTS}/weight_850_kg.json", "out_of_range", 6, "$.demographics.weight_kg"),
+    (f"{INPUTS}/duplicate_key.json", "duplicate_key", 6, "$.demographics.weight_kg"),
 ]
 
 _PLANNED: list[tuple[str, ...]] = [
@@ -189,10 +205,14 @@ _PLANNED: list[tuple[str, ...]] = [
     CHECK_INVALID_JSON,
     SCREEN_WITH_INVALID_RULESET,
     SCHEMA_TO_STDOUT,
+    SCREEN_WITH_MISSING_RULESET,
+    CHECK_TAGGED_RULESET,
     *(("screen", case.patient) for case in DECISIONS),
     *(("screen", case.file) for case in BAD_INPUTS),
     *(("screen", case.file, "--json") for case in BAD_INPUTS),
     *((*command, "--help") for command, _ in HELP),
+    *(("screen", patient) for patient, _ in CRASHING_INPUTS),
+    *(("screen", patient, "--json") for patient, *_ in JSON_ERRORS),
 ]
 
 
@@ -270,8 +290,7 @@ def test_seed_summary_gives_the_decision_its_reasons_and_the_ruleset(
         "LAB-01": "unknown",
     }
 
-    last = _RULESET_LINE.match(run.lines[-1])
-    assert last is not None, run.lines[-1]
+    last = run.ruleset_line()
     assert (last["id"], last["version"]) == (ruleset["ruleset"], str(ruleset["version"]))
     assert last["engine"].startswith("durable-rules")
     assert "cross-checked" not in run.lines[-1]
@@ -284,7 +303,7 @@ def test_cross_check_gives_the_same_summary_and_says_it_was_cross_checked(cli: _
     assert checked.code == 3
     assert checked.lines[:-1] == plain.lines[:-1]
     assert "; cross-checked with the reference evaluator;" in checked.lines[-1]
-    assert _RULESET_LINE.match(checked.lines[-1])
+    assert checked.ruleset_line()["hash"] == plain.ruleset_line()["hash"]
 
 
 def test_reference_engine_gives_the_same_decision_and_reasons(cli: _Cli) -> None:
@@ -293,10 +312,9 @@ def test_reference_engine_gives_the_same_decision_and_reasons(cli: _Cli) -> None
     assert reference.code == 3
     assert reference.lines[0] == durable.lines[0]
     assert sorted(reference.section("Reasons")) == sorted(durable.section("Reasons"))
-    last = _RULESET_LINE.match(reference.lines[-1])
-    assert last is not None, reference.lines[-1]
+    last = reference.ruleset_line()
     assert last["engine"] == "reference evaluator"
-    assert last["hash"] == _RULESET_LINE.match(durable.lines[-1])["hash"]  # type: ignore[index]
+    assert last["hash"] == durable.ruleset_line()["hash"]
 
 
 def test_seed_json_is_the_full_result(cli: _Cli) -> None:
@@ -307,9 +325,7 @@ def test_seed_json_is_the_full_result(cli: _Cli) -> None:
     result = json.loads(run.stdout)
     assert result["decision"] == "NEEDS_REVIEW"
     assert result["ruleset"]["content_hash"].startswith("sha256:")
-    summary_line = _RULESET_LINE.match(cli(*SCREEN_SEED).lines[-1])
-    assert summary_line is not None
-    assert result["ruleset"]["content_hash"] == summary_line["hash"]
+    assert result["ruleset"]["content_hash"] == cli(*SCREEN_SEED).ruleset_line()["hash"]
     assert result["findings"], "a NEEDS_REVIEW result must give its reasons"
     for finding in result["findings"]:
         assert re.fullmatch(r"[A-Z0-9]+(-[A-Z0-9]+)*", finding["rule_id"]), finding
@@ -321,6 +337,7 @@ def test_seed_json_is_the_full_result(cli: _Cli) -> None:
 
 
 def test_seed_json_round_trips_to_the_result_computed_in_process(cli: _Cli) -> None:
+    """The printed JSON reads back, validated, into the very result the library computes."""
     text = cli(*SCREEN_SEED_JSON).stdout
     evaluation = TypeAdapter(Evaluation).validate_json(text)
     assert evaluation == evaluator_for().evaluate(load_patient(ROOT / SEED))
@@ -348,22 +365,17 @@ def test_exit_code_and_first_line_follow_the_decision(cli: _Cli, case: Decision)
 
 
 def test_unrecorded_fibromyalgia_assessment_is_reported_as_missing(cli: _Cli) -> None:
-    run = cli("screen", f"{INPUTS}/fibromyalgia_null.yaml")
+    run = cli("screen", FIBROMYALGIA_NULL)
     missing = run.section("Missing or incomplete data")
     dx2016 = next(line for line in missing if line.split()[0] == "DX2016-01")
     assert "acr.widespread_pain_index" in dx2016
     assert "acr.symptom_duration_months" in dx2016
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the missing data that decides the outcome is labelled `(for information)`: "
-    "MissingData.outcome is the rule's on_missing, None for a rule that establishes a criterion",
-)
 def test_missing_data_that_decides_the_outcome_is_not_labelled_for_information(
     cli: _Cli,
 ) -> None:
-    run = cli("screen", f"{INPUTS}/fibromyalgia_null.yaml")
+    run = cli("screen", FIBROMYALGIA_NULL)
     missing = run.section("Missing or incomplete data")
     dx2016 = next(line for line in missing if line.split()[0] == "DX2016-01")
     assert dx2016.endswith("(CANNOT_EVALUATE)"), dx2016
@@ -411,12 +423,9 @@ def test_misspelled_field_suggests_the_right_name(cli: _Cli) -> None:
     assert run.error_lines[0].endswith("hint: did you mean `weight_kg`?")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a calendar-impossible date or an unknown YAML tag in a patient file crashes with a "
-    "traceback and exit 1: yamlio._Builder.build lets PyYAML's ValueError/ConstructorError out",
+@pytest.mark.parametrize(
+    ("patient", "line"), CRASHING_INPUTS, ids=["impossible-date", "unknown-tag"]
 )
-@pytest.mark.parametrize(("patient", "line"), CRASHING_INPUTS)
 def test_unconstructible_yaml_value_is_an_input_error(cli: _Cli, patient: str, line: int) -> None:
     run = cli("screen", patient)
     run.assert_no_traceback()
@@ -424,18 +433,8 @@ def test_unconstructible_yaml_value_is_an_input_error(cli: _Cli, patient: str, l
     assert re.match(rf"error {re.escape(patient)}:{line}:\d+: [a-z_]+: ", run.stderr), run.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="errors in a JSON patient file carry no line or column, and a duplicate key there "
-    "has the path `$` instead of the key's path: facts._parse_json keeps no positions",
-)
 @pytest.mark.parametrize(
-    ("patient", "code", "line", "path"),
-    [
-        (f"{INPUTS}/weight_850_kg.json", "out_of_range", 6, "$.demographics.weight_kg"),
-        (f"{INPUTS}/duplicate_key.json", "duplicate_key", 6, "$.demographics.weight_kg"),
-    ],
-    ids=["out-of-range", "duplicate-key"],
+    ("patient", "code", "line", "path"), JSON_ERRORS, ids=["out-of-range", "duplicate-key"]
 )
 def test_json_patient_errors_name_the_line_and_path(
     cli: _Cli, patient: str, code: str, line: int, path: str
@@ -472,17 +471,11 @@ def test_screen_with_an_invalid_ruleset_reports_the_ruleset_error(
     assert reported == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a missing --ruleset file is reported as `error $: unreadable_file: ... No such file "
-    "or directory`: cli.screen builds the RulesetError without a Location naming the file",
-)
 def test_screen_with_a_missing_ruleset_names_the_file(cli: _Cli) -> None:
-    missing = f"{INPUTS}/no_such_ruleset.yaml"
-    run = cli("screen", SEED, "--ruleset", missing)
+    run = cli(*SCREEN_WITH_MISSING_RULESET)
     run.assert_no_traceback()
     assert run.code == 6
-    assert run.stderr.startswith(f"error {missing}: unreadable_file: "), run.stderr
+    assert run.stderr.startswith(f"error {MISSING_RULESET}: unreadable_file: "), run.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,8 +493,7 @@ def test_check_accepts_the_shipped_rulesets(cli: _Cli) -> None:
         run.lines[0],
     )
     assert ok is not None, run.lines[0]
-    screened = _RULESET_LINE.match(cli(*SCREEN_SEED).lines[-1])
-    assert screened is not None
+    screened = cli(*SCREEN_SEED).ruleset_line()
     assert (ok[1], ok[2], ok[4]) == (screened["id"], screened["version"], screened["hash"])
 
 
@@ -532,17 +524,11 @@ def test_check_json_gives_the_errors_as_json(
     assert all(e["path"].startswith("$.rules[") and e["message"] for e in errors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unknown YAML tag in a ruleset crashes `check` with a traceback and exit 1: "
-    "yamlio._Builder.build lets PyYAML's ConstructorError out",
-)
 def test_check_reports_an_unknown_yaml_tag_as_a_ruleset_error(cli: _Cli) -> None:
-    ruleset = f"{INPUTS}/ruleset_with_unknown_tag.yaml"
-    run = cli("check", ruleset)
+    run = cli(*CHECK_TAGGED_RULESET)
     run.assert_no_traceback()
     assert run.code == 6
-    assert re.match(rf"error {re.escape(ruleset)}:5:\d+: [a-z_]+: ", run.stderr), run.stderr
+    assert re.match(rf"error {re.escape(TAGGED_RULESET)}:5:\d+: [a-z_]+: ", run.stderr), run.stderr
 
 
 # ---------------------------------------------------------------------------------------------
