@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from cds_rules.compiler import (
     MAX_LIST_VALUES,
@@ -23,6 +22,8 @@ from cds_rules.compiler import (
 from cds_rules.errors import CdsRulesError, RulesetErrors
 from cds_rules.loader import load_ruleset, load_ruleset_text
 from cds_rules.model import DERIVED_PREFIX, POSSIBLE_PREFIX, base_fact_types
+
+from .invalid_cases import assert_errors_match, cases
 
 ROOT = Path(__file__).resolve().parents[1]
 ELIGIBILITY = ROOT / "rulesets" / "eligibility.yaml"
@@ -70,48 +71,7 @@ def compile_errors(text: str) -> Sequence[CdsRulesError]:
 # golden cases
 
 
-def _case_header(path: Path) -> dict[str, Any]:
-    """The YAML of a case's leading comment, from its first ``expected:``/``xfail:`` line."""
-    lines: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        text = line[2:] if line.startswith("# ") else line[1:]
-        if lines or text.startswith(("expected:", "xfail:")):
-            lines.append(text)
-    header = yaml.safe_load("\n".join(lines)) or {}
-    expected = header.get("expected")
-    if not expected or not all("code" in item and "line" in item for item in expected):
-        raise ValueError(f"{path}: the header needs `expected:` errors with `code` and `line`")
-    return dict(header)
-
-
-def _cases(folder: Path) -> list[Any]:
-    params = []
-    for path in sorted(folder.glob("*.yaml")):
-        header = _case_header(path)
-        marks = []
-        if "xfail" in header:
-            marks.append(pytest.mark.xfail(strict=True, reason=header["xfail"]))
-        params.append(pytest.param(path, header["expected"], id=path.stem, marks=marks))
-    return params
-
-
-def assert_errors_match(errors: Sequence[CdsRulesError], expected: list[dict[str, Any]]) -> None:
-    """Every expected error is reported, nothing else; each compared on the keys it states."""
-
-    def order(item: dict[str, Any]) -> tuple[int, str, int]:
-        return (item.get("line") or 0, item["code"], item.get("column") or 0)
-
-    actual = sorted((error.to_dict() for error in errors), key=order)
-    wanted = sorted(expected, key=order)
-    assert [(a["code"], a["line"]) for a in actual] == [(w["code"], w["line"]) for w in wanted], (
-        "\n".join(str(error) for error in errors)
-    )
-    assert [{key: a[key] for key in w} for a, w in zip(actual, wanted, strict=True)] == wanted
-
-
-@pytest.mark.parametrize(("path", "expected"), _cases(COMPILE_CASES))
+@pytest.mark.parametrize(("path", "expected"), cases(COMPILE_CASES))
 def test_invalid_ruleset_reports_its_errors(path: Path, expected: list[dict[str, Any]]) -> None:
     loaded = load_ruleset(path)  # compile cases load cleanly: the mistake is the compiler's to find
     with pytest.raises(RulesetErrors) as caught:
@@ -169,10 +129,14 @@ def test_value_list_up_to_the_limit_compiles(operator: str) -> None:
 def test_value_list_over_the_limit_is_refused(operator: str) -> None:
     errors = compile_errors(demo(when=f"patient.weight_kg: {{{operator}: {_values(65)}}}"))
     too_many = [error for error in errors if error.code == "too_many_values"]
-    assert [(e.location.line, e.location.path, e.message, e.hint) for e in too_many] == [(
-        19, f"$.rules[0].when['patient.weight_kg'].{operator}",
-        f"`{operator}` lists 65 values (limit 64)", "use a derived fact or a class table instead",
-    )]
+    assert [(e.location.line, e.location.path, e.message, e.hint) for e in too_many] == [
+        (
+            19,
+            f"$.rules[0].when['patient.weight_kg'].{operator}",
+            f"`{operator}` lists 65 values (limit 64)",
+            "use a derived fact or a class table instead",
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------------------
@@ -184,7 +148,10 @@ def test_eligibility_compiles() -> None:
     assert compiled.id == "eligibility"
     assert compiled.version == "1.0.0"
     assert [criterion.fact for criterion in compiled.criteria] == [
-        "acr_2016_met", "refractory", "lab_workup_complete"]
+        "acr_2016_met",
+        "refractory",
+        "lab_workup_complete",
+    ]
     assert len(compiled.rules) == len(load_ruleset(ELIGIBILITY).spec.rules)
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", compiled.content_hash)
 
@@ -229,11 +196,15 @@ def _keys(node: Any) -> Iterator[str]:
 def _compiled_rulesets() -> list[Any]:
     return [
         pytest.param(compile_ruleset(load_ruleset(ELIGIBILITY)), id="eligibility"),
-        pytest.param(compile_text(demo("[heavy, patient]", "patient.age_years: {gte: 18}")
-                                  .replace("assert: {fact: heavy}",
-                                           "finding: {outcome: NEEDS_REVIEW, message: x}")
-                                  + demo().split("rules:\n")[1].replace("WT-01", "WT-02")),
-                     id="derived"),
+        pytest.param(
+            compile_text(
+                demo("[heavy, patient]", "patient.age_years: {gte: 18}").replace(
+                    "assert: {fact: heavy}", "finding: {outcome: NEEDS_REVIEW, message: x}"
+                )
+                + demo().split("rules:\n")[1].replace("WT-01", "WT-02")
+            ),
+            id="derived",
+        ),
     ]
 
 
@@ -241,8 +212,11 @@ def _compiled_rulesets() -> list[Any]:
 def test_every_engine_pattern_tests_the_fact_type(compiled: CompiledRuleset) -> None:
     """A pattern without a type test would match the engine's own state fact and loop."""
     derived = {name for name, fact_type in compiled.fact_types.items() if fact_type.derived}
-    tags = ({*base_fact_types(), "$sentinel"} | {DERIVED_PREFIX + name for name in derived}
-            | {POSSIBLE_PREFIX + name for name in derived})
+    tags = (
+        {*base_fact_types(), "$sentinel"}
+        | {DERIVED_PREFIX + name for name in derived}
+        | {POSSIBLE_PREFIX + name for name in derived}
+    )
     for name, rule in compiled.engine_definition.items():
         assert list(rule) == ["all"], name
         for pattern in rule["all"]:
@@ -264,6 +238,62 @@ def test_no_engine_rule_uses_not(compiled: CompiledRuleset) -> None:
 def test_every_rule_has_a_certain_and_a_possible_engine_rule() -> None:
     compiled = compile_ruleset(load_ruleset(ELIGIBILITY))
     variants = {(rule.rule_index, rule.variant) for rule in compiled.engine_rules.values()}
-    assert variants == {(rule.index, variant) for rule in compiled.rules
-                        for variant in ("certain", "possible")}
+    assert variants == {
+        (rule.index, variant) for rule in compiled.rules for variant in ("certain", "possible")
+    }
     assert set(compiled.engine_definition) == {"sentinel", *compiled.engine_rules}
+
+
+# ------------------------------------------------------------------------------------------
+# engine limits refused at compile time, not met at run time
+
+
+def _many_rules(count: int) -> str:
+    rules = "".join(
+        f"""
+  - id: WT-{number:03d}
+    title: "Weight threshold {number}"
+    sources: [S-01]
+    evidence: CJ
+    requires: [patient]
+    when: {{patient.weight_kg: {{gte: {40 + number / 10}}}}}
+    then: {{assert: {{fact: heavy}}}}"""
+        for number in range(count)
+    )
+    return demo().split("rules:\n")[0] + "rules:" + rules + "\n"
+
+
+def test_too_many_distinct_tests_on_one_fact_type_is_refused() -> None:
+    """The engine hangs past ~512 distinct tests under one node; the compiler stops at 400."""
+    compile_text(_many_rules(150))
+    (error,) = compile_errors(_many_rules(420))
+    assert error.code == "too_many_tests"
+    assert "`patient`" in error.message
+
+
+def test_a_fact_type_with_too_many_properties_is_refused() -> None:
+    properties = ", ".join(f"p{number}: number" for number in range(130))
+    text = demo().replace(
+        'heavy: {title: "patient weighs at least 70 kg"}',
+        f'heavy: {{title: "heavy", properties: {{{properties}}}}}',
+    )
+    codes = {error.code for error in compile_errors(text)}
+    assert "too_many_properties" in codes
+
+
+def test_conditions_that_split_into_too_many_alternatives_are_refused() -> None:
+    """An `any` across two facts splits the rule; six of them would make 64 engine rules."""
+    branches = "\n".join(
+        f"        - any: [{{patient.weight_kg: {{gte: {n}}}}}, {{labs.crp_mg_per_l: {{gte: {n}}}}}]"
+        for n in range(1, 7)
+    )
+    text = demo(requires="[patient, labs]", when="all:\n" + branches)
+    (error,) = compile_errors(text)
+    assert error.code == "too_many_alternatives"
+    assert error.location.line == 19
+
+
+def test_a_constant_the_engine_cannot_parse_is_refused() -> None:
+    """The engine's JSON parser rejects exponents; `1.0e-07` is refused with its line."""
+    (error,) = compile_errors(demo(when="patient.weight_kg: {gte: 1.0e-07}"))
+    assert (error.code, error.location.line, error.location.column) == ("invalid_value", 19, 32)

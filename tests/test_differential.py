@@ -1,6 +1,6 @@
 """durable-rules and the reference evaluator must agree on every patient.
 
-Generated patients (1000 a run; CDS_RULES_DIFFERENTIAL_EXAMPLES sets more), biased to threshold
+Generated patients (2000 a run; CDS_RULES_DIFFERENTIAL_EXAMPLES sets more), biased to threshold
 edges, with unknown fields, score bounds and undocumented collections, go through both
 evaluators; firings, derived facts and the whole result must be identical.
 """
@@ -30,7 +30,7 @@ def evaluators(request: pytest.FixtureRequest) -> tuple[Evaluator, Evaluator]:
 
 
 @settings(
-    max_examples=int(os.environ.get("CDS_RULES_DIFFERENTIAL_EXAMPLES", "1000")),
+    max_examples=int(os.environ.get("CDS_RULES_DIFFERENTIAL_EXAMPLES", "2000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

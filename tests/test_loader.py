@@ -35,6 +35,8 @@ from cds_rules.spec import (
     ThenSpec,
 )
 
+from .invalid_cases import assert_errors_match, case_header, cases
+
 ROOT = Path(__file__).resolve().parents[1]
 RULESETS = ROOT / "rulesets"
 LOAD_CASES = ROOT / "tests" / "invalid_rulesets" / "load"
@@ -75,52 +77,11 @@ rules:
 # golden cases
 
 
-def _case_header(path: Path) -> dict[str, Any]:
-    """The YAML of a case's leading comment, from its first ``expected:``/``xfail:`` line."""
-    lines: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        text = line[2:] if line.startswith("# ") else line[1:]
-        if lines or text.startswith(("expected:", "xfail:")):
-            lines.append(text)
-    header = yaml.safe_load("\n".join(lines)) or {}
-    expected = header.get("expected")
-    if not expected or not all("code" in item and "line" in item for item in expected):
-        raise ValueError(f"{path}: the header needs `expected:` errors with `code` and `line`")
-    return dict(header)
-
-
-def _cases(folder: Path) -> list[Any]:
-    params = []
-    for path in sorted(folder.glob("*.yaml")):
-        header = _case_header(path)
-        marks = []
-        if "xfail" in header:
-            marks.append(pytest.mark.xfail(strict=True, reason=header["xfail"]))
-        params.append(pytest.param(path, header["expected"], id=path.stem, marks=marks))
-    return params
-
-
 def _errors_of(error: RulesetError) -> Sequence[CdsRulesError]:
     return error.errors if isinstance(error, RulesetErrors) else [error]
 
 
-def assert_errors_match(errors: Sequence[CdsRulesError], expected: list[dict[str, Any]]) -> None:
-    """Every expected error is reported, nothing else; each compared on the keys it states."""
-
-    def order(item: dict[str, Any]) -> tuple[int, str, int]:
-        return (item.get("line") or 0, item["code"], item.get("column") or 0)
-
-    actual = sorted((error.to_dict() for error in errors), key=order)
-    wanted = sorted(expected, key=order)
-    assert [(a["code"], a["line"]) for a in actual] == [(w["code"], w["line"]) for w in wanted], (
-        "\n".join(str(error) for error in errors)
-    )
-    assert [{key: a[key] for key in w} for a, w in zip(actual, wanted, strict=True)] == wanted
-
-
-@pytest.mark.parametrize(("path", "expected"), _cases(LOAD_CASES))
+@pytest.mark.parametrize(("path", "expected"), cases(LOAD_CASES))
 def test_invalid_ruleset_reports_its_errors(path: Path, expected: list[dict[str, Any]]) -> None:
     with pytest.raises(RulesetError) as caught:
         load_ruleset(path)
@@ -387,7 +348,7 @@ def test_schema_rejects_invalid_documents(change: Callable[[dict[str, Any]], Non
 
 _SHAPE_CASES = [
     pytest.param(path, id=path.stem) for path in sorted(LOAD_CASES.glob("*.yaml"))
-    if not {item["code"] for item in _case_header(path)["expected"]}
+    if not {item["code"] for item in case_header(path)["expected"]}
     & {"yaml_syntax", "duplicate_key"}
 ]
 
