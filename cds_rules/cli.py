@@ -7,8 +7,11 @@ Exit codes: 0 ELIGIBLE, 3 NEEDS_REVIEW, 4 CANNOT_EVALUATE, 5 INELIGIBLE (the dec
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -57,8 +60,40 @@ class EngineChoice(str, Enum):
     reference = "reference"
 
 
+def _discard_stdout() -> None:
+    """Send later writes, and the interpreter's last flush, nowhere: the reader has gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+class _Console(Console):
+    """A console that falls silent when its reader stops early (``| head -1``).
+
+    Rich exits with status 1 there; a command that has decided keeps its own exit code.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        if not self.stderr:
+            _discard_stdout()
+
+
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _reader_may_stop_early() -> Iterator[None]:
+    """Print to a reader that may close standard output early (``| head -1``).
+
+    The command has already decided; it keeps its exit code instead of failing on the write.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
 
 
 def _fail(errors: list[CdsRulesError] | CdsRulesError, code: int, as_json: bool) -> NoReturn:
@@ -68,7 +103,10 @@ def _fail(errors: list[CdsRulesError] | CdsRulesError, code: int, as_json: bool)
         else errors
     )
     if as_json:
-        print(json.dumps({"errors": [e.to_dict() for e in items]}, indent=2, ensure_ascii=False))
+        with _reader_may_stop_early():
+            print(
+                json.dumps({"errors": [e.to_dict() for e in items]}, indent=2, ensure_ascii=False)
+            )
     else:
         console = _console(stderr=True)
         for error in items:
@@ -177,10 +215,11 @@ def screen(
         evaluation = evaluator.evaluate(facts)
     except EngineError as error:
         _fail(error, EXIT_ENGINE_ERROR, as_json)
-    if as_json:
-        print(evaluation.to_json())
-    else:
-        _print_evaluation(evaluation, str(patient_file))
+    with _reader_may_stop_early():
+        if as_json:
+            print(evaluation.to_json())
+        else:
+            _print_evaluation(evaluation, str(patient_file))
     raise typer.Exit(EXIT_CODES[evaluation.decision])
 
 
@@ -211,32 +250,35 @@ def check(
     if errors:
         _fail(list(errors), EXIT_RULESET_ERROR, as_json)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "rulesets": [
-                        {
-                            "file": c.file,
-                            "id": c.id,
-                            "version": c.version,
-                            "content_hash": c.content_hash,
-                            "rules": len(c.rules),
-                        }
-                        for c in compiled
-                    ]
-                },
-                indent=2,
+        with _reader_may_stop_early():
+            print(
+                json.dumps(
+                    {
+                        "rulesets": [
+                            {
+                                "file": c.file,
+                                "id": c.id,
+                                "version": c.version,
+                                "content_hash": c.content_hash,
+                                "rules": len(c.rules),
+                            }
+                            for c in compiled
+                        ]
+                    },
+                    indent=2,
+                )
             )
-        )
         return
     console = _console()
-    for c in compiled:
-        console.print(
-            f"[green]ok[/green] {escape(str(c.file))}: {c.id} {c.version}, "
-            f"{len(c.rules)} rules, {c.content_hash}"
-        )
+    with _reader_may_stop_early():
+        for c in compiled:
+            console.print(
+                f"[green]ok[/green] {escape(str(c.file))}: {c.id} {c.version}, "
+                f"{len(c.rules)} rules, {c.content_hash}"
+            )
+        if not compiled:
+            console.print("no ruleset files found")
     if not compiled:
-        console.print("no ruleset files found")
         raise typer.Exit(EXIT_RULESET_ERROR)
 
 
@@ -253,10 +295,31 @@ def schema(
     from .schema import render_schema, write_schema
 
     if output is not None and str(output) == "-":
-        sys.stdout.write(render_schema())
+        with _reader_may_stop_early():
+            sys.stdout.write(render_schema())
         return
-    target = write_schema(output or default_rulesets_dir() / "schema.json")
-    _console().print(f"wrote {escape(str(target))}")
+    destination = output or default_rulesets_dir() / "schema.json"
+    try:
+        target = write_schema(destination)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        hint = (
+            "give a file name, not a directory"
+            if destination.is_dir()
+            else "check that the directory exists and is writable"
+        )
+        _fail(
+            InputError(
+                "unwritable_file",
+                f"cannot write `{destination}`: {reason}",
+                Location(file=str(destination)),
+                hint,
+            ),
+            EXIT_INPUT_ERROR,
+            as_json=False,
+        )
+    with _reader_may_stop_early():
+        _console().print(f"wrote {escape(str(target))}")
 
 
 def main() -> None:

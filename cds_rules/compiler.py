@@ -501,11 +501,14 @@ class _RuleCompiler:
         on_missing = rule.on_missing
         if on_missing is None and rule.then.finding and rule.then.finding.outcome != Outcome.INFO:
             on_missing = Outcome.CANNOT_EVALUATE
-        if on_missing == Outcome.ELIGIBLE:
+        floor = _missing_floor(rule.then.finding.outcome if rule.then.finding else None)
+        if on_missing is not None and on_missing.severity < floor.severity:
             self.error(
                 "invalid_on_missing",
-                "missing data can never make a patient ELIGIBLE",
+                f"`on_missing: {on_missing.value}` is less restrictive than this rule allows: "
+                "missing data must not weaken the decision",
                 ("on_missing",),
+                f"use {floor.value} or a more restrictive outcome",
             )
         if self.failed or condition is None:
             return None
@@ -774,6 +777,18 @@ class _RuleCompiler:
             )
 
 
+def _missing_floor(outcome: Outcome | None) -> Outcome:
+    """The least restrictive outcome missing data may give under a rule with this finding.
+
+    Missing data under a decisive rule or criterion never yields INFO or ELIGIBLE: at least
+    NEEDS_REVIEW (the default is CANNOT_EVALUATE; an author may choose review, e.g. while the
+    data's own requirement is handled by another rule).
+    """
+    if outcome is None or outcome == Outcome.INFO:
+        return Outcome.INFO
+    return Outcome.NEEDS_REVIEW
+
+
 def _kind_of(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -817,6 +832,23 @@ def _stage_dependencies(ctx: _Context) -> None:
                     _requires_parts(ctx, rule.index, alias),
                 )
     for position, criterion in enumerate(ctx.loaded.spec.criteria):
+        if criterion.if_not_established.severity < Outcome.NEEDS_REVIEW.severity:
+            ctx.error(
+                "invalid_outcome",
+                f"`if_not_established: {criterion.if_not_established.value}` would let a patient "
+                "through without this criterion",
+                ("criteria", position, "if_not_established"),
+                "use NEEDS_REVIEW, CANNOT_EVALUATE or INELIGIBLE",
+            )
+        floor = _missing_floor(criterion.if_not_established)
+        if criterion.if_unknown.severity < floor.severity:
+            ctx.error(
+                "invalid_outcome",
+                f"`if_unknown: {criterion.if_unknown.value}` is less restrictive than this "
+                "criterion allows: missing data must not weaken the decision",
+                ("criteria", position, "if_unknown"),
+                f"use {floor.value} or a more restrictive outcome",
+            )
         target = ctx.fact_types.get(criterion.fact)
         if target is None or not target.derived:
             ctx.error(

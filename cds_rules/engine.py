@@ -29,6 +29,10 @@ made impossible here, at this module's border:
 * The engine's JSON parser rejects numbers in exponent notation (``1e-07``), which Python's
   ``json`` writes for small and large floats: facts are serialised here with positional
   numbers, and the compiler refuses rule constants the parser could not read.
+* The C engine reads numbers with ``atof``, which follows the process locale: under a
+  comma-decimal locale 5.9 is read as 5 and a rule's 0.5 as 0. The engine refuses to work
+  unless the decimal point is ``.``. It also stores string lengths in 16 bits, so text of
+  64 KiB or more (as JSON) is refused before it reaches the engine.
 * The action context does not say which rule fired: each action is bound to its engine rule
   name, so firings are recorded in order with the facts each matched.
 """
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import locale
 import re
 import threading
 import uuid
@@ -172,6 +177,9 @@ def fact_json(fact: dict[str, Any]) -> str:
 
 _NEUTRAL: dict[str, Any] = {"number": 0.0, "boolean": False, "text": ""}
 
+#: Longest text, in UTF-8 bytes of its JSON form, the engine reads whole (16-bit lengths).
+_MAX_TEXT_BYTES = 0xFFFF - 1
+
 
 _EXPECTED: dict[str, tuple[type, ...]] = {
     "number": (int, float),
@@ -210,9 +218,39 @@ def _encode_fields(fact_type: FactType, values: dict[str, Any]) -> dict[str, Any
                 raise EngineError(
                     "invalid_fact", f"`{fact_type.name}.{name}` = `{value!r}` is out of range"
                 )
+        # A character takes at most 6 bytes in JSON (`\u001f`): shorter texts always fit.
+        if isinstance(value, str) and 6 * len(value) > _MAX_TEXT_BYTES:
+            # The engine compares a string by the length of its JSON text (escapes included,
+            # so a `"` counts twice) kept in 16 bits: a longer text would be read cut short
+            # (`duloxetine` followed by 65,536 characters reads as `duloxetine`).
+            size = len(json.dumps(value, ensure_ascii=False).encode("utf-8")) - 2
+            if size > _MAX_TEXT_BYTES:
+                raise EngineError(
+                    "invalid_fact",
+                    f"`{fact_type.name}.{name}` is text of {size} bytes in json "
+                    f"(the engine reads at most {_MAX_TEXT_BYTES})",
+                )
         encoded[name] = value
         encoded[name + "__known"] = True
     return encoded
+
+
+def _refuse_unsafe_locale() -> None:
+    """Refuse to work when the C library would misread numbers.
+
+    The engine reads numbers with the C library's ``atof``, which follows the process's
+    ``LC_NUMERIC`` locale: under a comma-decimal locale (``de_DE.UTF-8``) a CRP of 5.9 reads
+    as 5 and a rule constant of 0.5 as 0.
+    """
+    decimal_point = locale.localeconv()["decimal_point"]
+    if decimal_point != ".":
+        raise EngineError(
+            "unsafe_locale",
+            f"the process locale uses `{decimal_point}` as its decimal point, so the engine "
+            "would misread numbers",
+            hint='call `locale.setlocale(locale.LC_NUMERIC, "C")` before using the engine, '
+            "or do not set a comma-decimal LC_NUMERIC/LC_ALL locale in this process",
+        )
 
 
 class DurableEngine:
@@ -228,6 +266,7 @@ class DurableEngine:
     """
 
     def __init__(self, compiled: CompiledRuleset) -> None:
+        _refuse_unsafe_locale()
         self._compiled = compiled
         self._lock = threading.Lock()
         self._name = f"cds_{compiled.id}_{uuid.uuid4().hex[:12]}"
@@ -261,6 +300,7 @@ class DurableEngine:
         with self._lock:
             if self._broken:
                 raise EngineError("engine_unusable", self._broken)
+            _refuse_unsafe_locale()
             self._session_number += 1
             session = _Session(sid=str(self._session_number), run=EngineRun())
             try:

@@ -575,12 +575,20 @@ def _decide(
 
     unresolved: list[tuple[CompiledRule, tuple[str, ...], tuple[str, ...]]] = []
     for index in compiled.order:
-        if index in certain_rules or index not in possible_rules:
+        # Undecided = not ruled out for some set of facts, yet not established for that same
+        # set: a rule that holds for one trial still leaves another trial's unknown dose open.
+        decided = {tuple(sorted(f.matched.items())) for f in certain_rules.get(index, ())}
+        open_firings = [
+            firing
+            for firing in possible_rules.get(index, ())
+            if tuple(sorted(firing.matched.items())) not in decided
+        ]
+        if not open_firings:
             continue
         rule = rules[index]
         paths: list[str] = []
         details: list[str] = []
-        for firing in possible_rules[index]:
+        for firing in open_firings:
             more_paths, more_details = _unknown_paths(rule, records, firing.matched, certain_keys)
             for path, detail in zip(more_paths, more_details, strict=True):
                 if path not in paths:

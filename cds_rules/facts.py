@@ -53,7 +53,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import CdsRulesError, InputError, InputErrors, Location
 from .scoring import PART_A_ITEM_MAXIMUM, PART_B_2010_MAXIMUM, WPI_SITES
-from .yamlio import Positions, json_path, load_yaml_text
+from .yamlio import MAX_DEPTH, Positions, json_path, load_yaml_text, read_utf8
 
 __all__ = [
     "LAB_TESTS",
@@ -84,22 +84,39 @@ class PlausibleRange(NamedTuple):
 
 
 # Input plausibility limits. A value outside them is a data-entry error (a weight of 0 or
-# 850 kg), not a clinical finding: they are input validation, never decision thresholds.
-# Clinical thresholds, doses and windows live in rulesets/*.yaml.
+# 850 kg, a CRP of 10^13 mg/L), not a clinical finding: they reject impossible input and are
+# never clinical decision thresholds. The upper limits are deliberately far beyond any value
+# a patient can have (a lifetime, a dose no formulation reaches, several times the highest
+# laboratory values ever reported), so a real measurement is never refused. Clinical
+# thresholds, doses and windows live in rulesets/*.yaml.
 PLAUSIBLE_RANGES: Final[Mapping[str, PlausibleRange]] = MappingProxyType(
     {
         "age_years": PlausibleRange(0, 120, "years"),
         "weight_kg": PlausibleRange(2, 400, "kg"),
         "height_cm": PlausibleRange(40, 250, "cm"),
         "pain_nrs": PlausibleRange(0, 10, "points"),
-        "symptom_duration_months": PlausibleRange(0, None, "months"),
-        "dose": PlausibleRange(0, None, ""),
-        "duration_weeks": PlausibleRange(0, None, "weeks"),
-        "sessions_per_week": PlausibleRange(0, None, "sessions per week"),
-        "sessions": PlausibleRange(0, None, "sessions"),
+        "symptom_duration_months": PlausibleRange(0, 1440, "months"),  # 120 years
+        "dose_mg_per_day": PlausibleRange(0, 10_000, "mg/day"),
+        # A current medication's dose is in its own unit (mg, µg, IU); benzylpenicillin is given
+        # in millions of units a day.
+        "dose": PlausibleRange(0, 1_000_000_000, ""),
+        "duration_weeks": PlausibleRange(0, 5200, "weeks"),  # 100 years
+        "sessions_per_week": PlausibleRange(0, 21, "sessions per week"),  # three a day
+        "sessions": PlausibleRange(0, 1000, "sessions"),
+        # Laboratory values, per test, in the test's canonical unit (LAB_TESTS); "lab_value"
+        # applies to a test that is not accepted (itself reported as an error).
         "lab_value": PlausibleRange(0, None, ""),
+        "lab_value.esr": PlausibleRange(0, 200, "mm/h"),
+        "lab_value.crp": PlausibleRange(0, 1000, "mg/L"),
+        "lab_value.tsh": PlausibleRange(0, 1000, "mIU/L"),
+        "lab_value.ck": PlausibleRange(0, 1_000_000, "U/L"),
+        "lab_value.vitamin_d": PlausibleRange(0, 2000, "ng/mL"),
+        "lab_value.vitamin_b12": PlausibleRange(0, 1_000_000, "pg/mL"),
     }
 )
+
+#: Longest accepted text value (names, units, codes, displays), in characters.
+_MAX_TEXT_LENGTH: Final = 200
 
 
 class LabTest(NamedTuple):
@@ -178,8 +195,8 @@ def _show(value: object) -> str:
         text = "null"
     elif isinstance(value, bool):
         text = "true" if value else "false"
-    elif isinstance(value, float) and value.is_integer():
-        text = str(int(value))
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        text = str(int(value))  # larger whole numbers keep their exponent form (`1e+300`)
     elif isinstance(value, datetime | date):
         text = value.isoformat()
     elif isinstance(value, Mapping | list | tuple):
@@ -224,33 +241,82 @@ def _one_of(choices: tuple[str, ...] | list[str]) -> str:
 # Field types
 
 
+def _check_range(value: float, limits: PlausibleRange) -> float:
+    """``value`` if it is finite and lies within ``limits``, else an ``out_of_range`` problem."""
+    unit = f" {limits.unit}" if limits.unit else ""
+    if not math.isfinite(value):
+        _raise(_Problem("out_of_range", f"`{_show(value)}` is not a finite number"))
+    if limits.low == 0 and value < 0:
+        _raise(_Problem("out_of_range", f"`{_show(value)}` must not be negative"))
+    if limits.low is not None and limits.high is not None:
+        if not limits.low <= value <= limits.high:
+            _raise(
+                _Problem(
+                    "out_of_range",
+                    f"`{_show(value)}` is outside the plausible range "
+                    f"{_show(float(limits.low))}-{_show(float(limits.high))}{unit}",
+                )
+            )
+    elif limits.low is not None and value < limits.low:
+        _raise(
+            _Problem("out_of_range", f"`{_show(value)}` is below {_show(float(limits.low))}{unit}")
+        )
+    return value
+
+
 def _within(name: str) -> Callable[[float], float]:
     """Validator checking a number against ``PLAUSIBLE_RANGES[name]``."""
     limits = PLAUSIBLE_RANGES[name]
 
     def check(value: float) -> float:
-        unit = f" {limits.unit}" if limits.unit else ""
-        if not math.isfinite(value):
-            _raise(_Problem("out_of_range", f"`{_show(value)}` is not a finite number"))
-        if limits.low is not None and limits.high is not None:
-            if not limits.low <= value <= limits.high:
-                _raise(
-                    _Problem(
-                        "out_of_range",
-                        f"`{_show(value)}` is outside the plausible range "
-                        f"{_show(float(limits.low))}-{_show(float(limits.high))}{unit}",
-                    )
-                )
-        elif limits.low is not None and value < limits.low:
-            message = (
-                f"`{_show(value)}` must not be negative"
-                if limits.low == 0
-                else f"`{_show(value)}` is below {_show(float(limits.low))}{unit}"
-            )
-            _raise(_Problem("out_of_range", message))
-        return value
+        return _check_range(value, limits)
 
     return check
+
+
+def _dose(value: float, info: ValidationInfo) -> float:
+    """A dose: ``dose_mg_per_day`` in mg/day, a current medication's ``dose`` in its own unit."""
+    name = "dose_mg_per_day" if info.field_name == "dose_mg_per_day" else "dose"
+    return _check_range(value, PLAUSIBLE_RANGES[name])
+
+
+def _lab_value(value: float, info: ValidationInfo) -> float:
+    """A finite, non-negative laboratory value within its test's ``PLAUSIBLE_RANGES`` entry.
+
+    The unit is validated after the value, so the value is taken in the accepted unit that
+    allows the largest number: a CRP limit in mg/L also bounds a value in mg/dL, more loosely.
+    """
+    _check_range(value, PLAUSIBLE_RANGES["lab_value"])
+    test = info.data.get("test")
+    limits = PLAUSIBLE_RANGES.get(f"lab_value.{test}")
+    if not isinstance(test, str) or test not in LAB_TESTS or limits is None:
+        return value
+    factors = set(LAB_TESTS[test].factors.values())
+    if limits.high is not None and value * min(factors, default=1.0) > limits.high:
+        in_any_unit = " in any accepted unit" if len(factors) > 1 else ""
+        _raise(
+            _Problem(
+                "out_of_range",
+                f"`{_show(value)}` is outside the plausible range "
+                f"{_show(float(limits.low or 0))}-{_show(float(limits.high))} {limits.unit} "
+                f"of `{test}`{in_any_unit}",
+                hint="check the value and its unit",
+            )
+        )
+    return value
+
+
+def _text_length(value: str) -> str:
+    """Text of at most ``_MAX_TEXT_LENGTH`` characters: names, units, codes and displays."""
+    if len(value) > _MAX_TEXT_LENGTH:
+        _raise(
+            _Problem(
+                "too_long",
+                f"text of {len(value)} characters is longer than the {_MAX_TEXT_LENGTH} accepted",
+                hint=f"shorten it to at most {_MAX_TEXT_LENGTH} characters",
+            )
+        )
+    return value
 
 
 def _item_range(high: int) -> Callable[[int], int]:
@@ -398,11 +464,15 @@ def _wpi_form(value: Any) -> str | None:
 
 
 _StrictBool = Annotated[bool, Field(strict=True)]
-_StrictText = Annotated[str, Field(strict=True)]
+_StrictText = Annotated[str, Field(strict=True), AfterValidator(_text_length)]
 _AwareDateTime = Annotated[datetime, BeforeValidator(_aware_datetime)]
 _SiteName = Annotated[str, Field(strict=True), AfterValidator(_site_name)]
-_LowercaseName = Annotated[str, Field(strict=True), BeforeValidator(_lowercase_name)]
-_TherapyName = Annotated[str, Field(strict=True), BeforeValidator(_therapy_name)]
+_LowercaseName = Annotated[
+    str, Field(strict=True), BeforeValidator(_lowercase_name), AfterValidator(_text_length)
+]
+_TherapyName = Annotated[
+    str, Field(strict=True), BeforeValidator(_therapy_name), AfterValidator(_text_length)
+]
 _PartAItem = Annotated[int, Field(strict=True), AfterValidator(_item_range(PART_A_ITEM_MAXIMUM))]
 _PartASubtotal = Annotated[
     int, Field(strict=True), AfterValidator(_item_range(3 * PART_A_ITEM_MAXIMUM))
@@ -426,13 +496,13 @@ _Height = Annotated[float, Field(strict=True), AfterValidator(_within("height_cm
 _Age = Annotated[float, Field(strict=True), AfterValidator(_within("age_years"))]
 _PainScore = Annotated[float, Field(strict=True), AfterValidator(_within("pain_nrs"))]
 _Months = Annotated[float, Field(strict=True), AfterValidator(_within("symptom_duration_months"))]
-_Dose = Annotated[float, Field(strict=True), AfterValidator(_within("dose"))]
+_Dose = Annotated[float, Field(strict=True), AfterValidator(_dose)]
 _Weeks = Annotated[float, Field(strict=True), AfterValidator(_within("duration_weeks"))]
 _SessionsPerWeek = Annotated[
     float, Field(strict=True), AfterValidator(_within("sessions_per_week"))
 ]
 _Sessions = Annotated[int, Field(strict=True), AfterValidator(_within("sessions"))]
-_LabValue = Annotated[float, Field(strict=True), AfterValidator(_within("lab_value"))]
+_LabValue = Annotated[float, Field(strict=True), AfterValidator(_lab_value)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +525,21 @@ class Demographics(_Facts):
     height_cm: _Height | None = None
     pregnancy_status: Literal["pregnant", "not_pregnant"] | None = None
     childbearing_potential: _StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _pregnancy_is_consistent(self) -> Self:
+        if self.pregnancy_status == "pregnant" and (
+            self.sex == "male" or self.childbearing_potential is False
+        ):
+            _raise(
+                _Problem(
+                    "inconsistent_value",
+                    "`pregnant` contradicts "
+                    + ("`sex: male`" if self.sex == "male" else "`childbearing_potential: false`"),
+                    at=("pregnancy_status",),
+                )
+            )
+        return self
 
 
 class SymptomSeverityPartA(_Facts):
@@ -669,6 +754,8 @@ class PatientFacts(_Facts):
     #: Current average pain, 0-10 numeric rating scale.
     pain_nrs: _PainScore | None = None
     confounders_reviewed: _StrictBool | None = None
+    #: A clinician has screened both drugs' contraindications and interactions.
+    contraindications_reviewed: _StrictBool | None = None
     fibromyalgia: FibromyalgiaFacts | None = None
     prior_trials: tuple[PriorTrial, ...] | None = None
     nonpharmacological_therapies: tuple[NonPharmacologicalTherapy, ...] | None = None
@@ -753,10 +840,19 @@ def load_patient(path: str | PathLike[str]) -> PatientFacts:
     """
     file = Path(path)
     source = str(path)
+
+    def input_errors(error: CdsRulesError) -> InputErrors:
+        """An encoding, syntax or size problem found by ``yamlio``, as input errors."""
+        members = getattr(error, "errors", None) or (error,)
+        return InputErrors(
+            InputError(member.code, member.message, member.location, member.hint)
+            for member in members
+        )
+
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        text = read_utf8(file)
+    except OSError as error:
+        reason = error.strerror or str(error)
         raise InputErrors(
             [
                 InputError(
@@ -766,18 +862,46 @@ def load_patient(path: str | PathLike[str]) -> PatientFacts:
                 )
             ]
         ) from None
+    except CdsRulesError as error:
+        raise input_errors(error) from None
     if file.suffix.lower() == ".json":
+        _refuse_deep_json(text, source)
         data = _parse_json(text, source)
         return _validate(data, source, _json_positions(text, source))
     try:
         document = load_yaml_text(text, source)
     except CdsRulesError as error:
-        members = getattr(error, "errors", None) or (error,)
-        raise InputErrors(
-            InputError(member.code, member.message, member.location, member.hint)
-            for member in members
-        ) from None
+        raise input_errors(error) from None
     return _validate(document.data, source, document.positions)
+
+
+# A JSON string (skipped whole, brackets inside it do not nest), an opening or a closing bracket.
+_JSON_BRACKET: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]')
+
+
+def _refuse_deep_json(text: str, source: str) -> None:
+    """Refuse JSON nested deeper than ``MAX_DEPTH``, before the JSON reader exhausts the stack."""
+    depth = 0
+    for match in _JSON_BRACKET.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                start = match.start()
+                line = text.count("\n", 0, start) + 1
+                column = start - text.rfind("\n", 0, start)
+                raise InputErrors(
+                    [
+                        InputError(
+                            "too_deep",
+                            f"mappings and lists are nested more than {MAX_DEPTH} levels deep",
+                            Location(source, line, column),
+                            hint="flatten the data; no valid input nests this deep",
+                        )
+                    ]
+                )
+        elif token in ("]", "}"):
+            depth -= 1
 
 
 def _json_positions(text: str, source: str) -> Positions | None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from . import spec as _spec
 from .errors import RulesetError, RulesetErrors
 from .spec import OPERATORS, AllSpec, AnySpec, ConditionSpec, LeafSpec, RulesetSpec
-from .yamlio import Positions, YamlDocument, load_yaml_text
+from .yamlio import Positions, YamlDocument, load_yaml_text, read_utf8
 
 __all__ = ["LoadedRuleset", "did_you_mean", "load_ruleset", "load_ruleset_text", "load_rulesets"]
 
@@ -246,7 +246,7 @@ def load_ruleset(path: Path | str) -> LoadedRuleset:
     """Read and validate one ruleset file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path)
     except OSError as error:
         raise RulesetErrors(
             [
@@ -255,6 +255,8 @@ def load_ruleset(path: Path | str) -> LoadedRuleset:
                 )
             ]
         ) from None
+    except RulesetError as error:  # `invalid_encoding`: the file is not UTF-8
+        raise RulesetErrors([error]) from None
     return load_ruleset_text(text, str(path))
 
 

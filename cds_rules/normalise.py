@@ -71,8 +71,15 @@ def _patient_record(facts: PatientFacts) -> PatientRecord:
         weight_kg=demographics.weight_kg,
         height_cm=demographics.height_cm,
         pregnancy_status=demographics.pregnancy_status,
+        # A pregnancy entails childbearing potential: stated, not imputed.
+        childbearing_potential=(
+            True
+            if demographics.pregnancy_status == "pregnant"
+            else demographics.childbearing_potential
+        ),
         pain_nrs=facts.pain_nrs,
         confounders_reviewed=facts.confounders_reviewed,
+        contraindications_reviewed=facts.contraindications_reviewed,
     )
 
 
@@ -129,10 +136,19 @@ def _labs_record(facts: PatientFacts) -> LabsRecord:
         lab = latest.get(test)
         return None if lab is None else lab.canonical_value()
 
+    def flagged(test: str) -> bool | None:
+        # A result with no interpretation was reported without a flag: known, not flagged.
+        lab = latest.get(test)
+        return None if lab is None else lab.interpretation == "abnormal"
+
     return LabsRecord(
         cbc=None if cbc is None else cbc.interpretation,
         esr_mm_per_h=canonical("esr"),
         crp_mg_per_l=canonical("crp"),
         tsh_miu_per_l=canonical("tsh"),
         ck_u_per_l=canonical("ck"),
+        esr_flagged_abnormal=flagged("esr"),
+        crp_flagged_abnormal=flagged("crp"),
+        tsh_flagged_abnormal=flagged("tsh"),
+        ck_flagged_abnormal=flagged("ck"),
     )

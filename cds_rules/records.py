@@ -81,10 +81,13 @@ class PatientRecord(Record):
     weight_kg: float | None = None
     height_cm: float | None = None
     pregnancy_status: Literal["pregnant", "not_pregnant"] | None = None
+    childbearing_potential: bool | None = None
     #: Current average pain, 0-10 numeric rating scale.
     pain_nrs: float | None = None
     #: Medication review, untreated depression/sleep disorder and non-medical factors reviewed.
     confounders_reviewed: bool | None = None
+    #: A clinician has screened both drugs' contraindications and interactions.
+    contraindications_reviewed: bool | None = None
 
 
 class AcrRecord(Record):
@@ -140,6 +143,11 @@ class LabsRecord(Record):
     crp_mg_per_l: float | None = None
     tsh_miu_per_l: float | None = None
     ck_u_per_l: float | None = None
+    #: Whether the laboratory flagged the latest result abnormal; None when there is no result.
+    esr_flagged_abnormal: bool | None = None
+    crp_flagged_abnormal: bool | None = None
+    tsh_flagged_abnormal: bool | None = None
+    ck_flagged_abnormal: bool | None = None
 
 
 RECORD_TYPES: dict[str, type[Record]] = {

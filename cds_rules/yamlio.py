@@ -1,21 +1,42 @@
-"""YAML reading that keeps positions and refuses duplicate keys.
+"""YAML reading that keeps positions and refuses duplicate keys and oversized documents.
 
 PyYAML silently keeps the last of two equal keys; in a clinical threshold file that is a silent
 wrong dose, so a duplicate is an error here. Every mapping, sequence and scalar keeps the line and
 column where it starts, so later stages can point an author at the exact place of a problem.
+
+A document is refused while it is composed, before any Python data is built, when it nests
+deeper than :data:`MAX_DEPTH` (deeper nesting would exhaust Python's stack), uses more than
+:data:`MAX_ALIASES` aliases, or would expand to more than :data:`MAX_NODES` nodes (a few hundred
+bytes of nested aliases can expand to billions of nodes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
 from .errors import Location, RulesetError
 
-__all__ = ["Positions", "YamlDocument", "json_path", "load_yaml_text"]
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "Positions",
+    "YamlDocument",
+    "json_path",
+    "load_yaml_text",
+    "read_utf8",
+]
+
+#: Deepest nesting of mappings and sequences accepted in one document (JSON patients too).
+MAX_DEPTH = 100
+#: Most aliases (``*name``) accepted in one document.
+MAX_ALIASES = 100
+#: Most nodes one document may hold once every alias is expanded (keys count as nodes).
+MAX_NODES = 100_000
 
 
 def json_path(parts: tuple[str | int, ...]) -> str:
@@ -117,14 +138,97 @@ class _Builder:
             return None
 
 
+_Mark = Any  # a PyYAML mark (pure-Python or libyaml) with 0-based line and column, or None
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document beyond the limits while composing it.
+
+    Each node's size counts the nodes beneath it with every alias expanded, so an alias adds
+    the size of the node it names; composing itself never expands an alias.
+    """
+
+    def __init__(self, text: str, file: str | None) -> None:
+        super().__init__(text)
+        self._file = file
+        self._depth = 0
+        self._aliases = 0
+        self._nodes = 0
+        self._sizes: dict[int, int] = {}
+
+    def _refuse(self, code: str, message: str, mark: _Mark, hint: str) -> NoReturn:
+        if mark is None:
+            location = Location(self._file)
+        else:
+            location = Location(self._file, mark.line + 1, mark.column + 1)
+        raise RulesetError(code, message, location, hint)
+
+    def _add_nodes(self, count: int, mark: _Mark) -> None:
+        self._nodes += count
+        if self._nodes > MAX_NODES:
+            self._refuse(
+                "too_large",
+                f"the document expands to more than {MAX_NODES} values",
+                mark,
+                "split the data or write repeated values out instead of using aliases",
+            )
+
+    def _next_mark(self) -> _Mark:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        return event.start_mark
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self._next_mark()
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                self._refuse(
+                    "too_large",
+                    f"the document uses more than {MAX_ALIASES} aliases",
+                    mark,
+                    "write the repeated values out instead of using `*` aliases",
+                )
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:  # the alias names a collection that is still open: it contains it
+                self._refuse(
+                    "recursive_alias",
+                    "an alias refers to a collection that contains it",
+                    mark,
+                    "a value cannot contain itself; write it out",
+                )
+            self._add_nodes(size, mark)
+            return node
+        mark = self._next_mark()
+        nested = not self.check_event(yaml.ScalarEvent)
+        if nested:
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                self._refuse(
+                    "too_deep",
+                    f"mappings and lists are nested more than {MAX_DEPTH} levels deep",
+                    mark,
+                    "flatten the data; no valid input nests this deep",
+                )
+        before = self._nodes
+        node = super().compose_node(parent, index)
+        if nested:
+            self._depth -= 1
+        self._add_nodes(1, mark)
+        if node is not None:
+            self._sizes[id(node)] = self._nodes - before
+        return node
+
+
 def load_yaml_text(text: str, file: str | None = None) -> YamlDocument:
     """Parse one YAML document; raise ``RulesetError`` for syntax errors and duplicate keys.
 
     The caller decides which error family a problem belongs to: patient files convert these
     into input errors.
     """
+    loader = _LimitedLoader(text, file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         location = Location(
@@ -134,6 +238,8 @@ def load_yaml_text(text: str, file: str | None = None) -> YamlDocument:
         if error.context and error.context_mark:
             hint = f"{error.context} started on line {error.context_mark.line + 1}"
         raise RulesetError("yaml_syntax", str(error.problem or error), location, hint) from None
+    finally:
+        loader.dispose()
     builder = _Builder(file)
     data = None if node is None else builder.build(node, ())
     if builder.errors:
@@ -143,6 +249,39 @@ def load_yaml_text(text: str, file: str | None = None) -> YamlDocument:
     return YamlDocument(data, builder.positions)
 
 
+def read_utf8(path: Path | str) -> str:
+    """The text of a UTF-8 file, read as ``Path.read_text`` reads it.
+
+    Raises ``OSError`` when the file cannot be read, and ``RulesetError`` ``invalid_encoding``
+    with the line and column of the first byte that is not UTF-8 (patient files convert it
+    into an input error).
+    """
+    file = Path(path)
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        pass
+    data = file.read_bytes()  # decoded again for the offset in the whole file
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = data[: error.start]
+        line_start = before.rfind(b"\n") + 1
+        column = len(before[line_start:].decode("utf-8", errors="replace")) + 1
+        raise RulesetError(
+            "invalid_encoding",
+            f"the file is not utf-8 text: byte `0x{data[error.start]:02x}` cannot be decoded",
+            Location(str(path), before.count(b"\n") + 1, column),
+            hint="save the file as utf-8",
+        ) from None
+    raise RulesetError(  # the file changed between the two reads
+        "invalid_encoding",
+        "the file is not utf-8 text",
+        Location(str(path)),
+        hint="save the file as utf-8",
+    )
+
+
 def load_yaml_file(path: Path) -> YamlDocument:
     """Read and parse a YAML file (see :func:`load_yaml_text`)."""
-    return load_yaml_text(path.read_text(encoding="utf-8"), str(path))
+    return load_yaml_text(read_utf8(path), str(path))

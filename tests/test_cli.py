@@ -288,6 +288,7 @@ def test_seed_summary_gives_the_decision_its_reasons_and_the_ruleset(
         "DX2016-01": "established",
         "REF-01": "not_established",
         "LAB-01": "unknown",
+        "CI-REVIEW-01": "unknown",
     }
 
     last = run.ruleset_line()
@@ -357,7 +358,7 @@ def test_exit_code_and_first_line_follow_the_decision(cli: _Cli, case: Decision)
     criteria = [line.split()[-2] for line in run.section("Criteria")[1:]]
     if case.reason is None:
         assert "Reasons" not in run.lines
-        assert criteria == ["established"] * 3
+        assert criteria == ["established"] * 4
     else:
         reasons = [line.split()[:2] for line in run.section("Reasons")]
         assert [case.decision, case.reason] in reasons

@@ -43,7 +43,15 @@ def _score(value: int) -> Score:
 
 def _patient(esr: float, crp: float, trials: tuple[TrialRecord, ...] = ()) -> tuple:  # type: ignore[type-arg]
     return (
-        PatientRecord(age_years=40, sex="female", pain_nrs=7, confounders_reviewed=True),
+        PatientRecord(
+            age_years=40,
+            sex="female",
+            weight_kg=68,
+            pregnancy_status="not_pregnant",
+            pain_nrs=7,
+            confounders_reviewed=True,
+            contraindications_reviewed=True,
+        ),
         AcrRecord(
             widespread_pain_index=_score(11),
             generalized_pain_regions=_score(5),

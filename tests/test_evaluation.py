@@ -59,3 +59,57 @@ def test_cross_check_fails_closed_when_the_evaluators_disagree(
         evaluator.evaluate(seed)
     assert caught.value.code == "cross_check_failed"
     assert "LAB-02-CRP" in caught.value.message
+
+
+PER_TRIAL = """
+ruleset: per_trial
+version: 1.0.0
+title: per-trial review rule
+sources: {S-01: {title: a source}}
+derived: {met: {title: met}}
+criteria: [{fact: met, title: met, if_not_established: INELIGIBLE}]
+rules:
+  - id: MET-01
+    title: always met for a patient
+    sources: [S-01]
+    evidence: CJ
+    requires: [patient]
+    when: {patient.sex: {in: [female, male]}}
+    then: {assert: {fact: met}}
+  - id: DDI-01
+    title: pregabalin above 450 mg/day
+    sources: [S-01]
+    evidence: CJ
+    requires: [trial]
+    when:
+      all:
+        - trial.drug: {eq: pregabalin}
+        - trial.dose_mg_per_day: {gt: 450}
+    then: {finding: {outcome: NEEDS_REVIEW, message: "pregabalin {trial.dose_mg_per_day} mg/day"}}
+"""
+
+
+@pytest.mark.parametrize("engine", ["durable", "reference"])
+def test_an_undecided_fact_stays_reported_when_the_rule_holds_for_another(engine: str) -> None:
+    """Adding data never makes a decision less restrictive: the unknown dose is still open."""
+    from datetime import UTC, datetime
+
+    from cds_rules.compiler import compile_ruleset
+    from cds_rules.evaluation import Evaluator
+    from cds_rules.loader import load_ruleset_text
+    from cds_rules.records import PatientRecord, TrialRecord
+
+    evaluator = Evaluator(
+        compile_ruleset(load_ruleset_text(PER_TRIAL, "per_trial.yaml")),
+        engine=engine,  # type: ignore[arg-type]
+        cross_check=True,
+    )
+    unknown = TrialRecord(drug="pregabalin", dose_mg_per_day=None)
+    high = TrialRecord(drug="pregabalin", dose_mg_per_day=600)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    alone = evaluator.evaluate_records((PatientRecord(sex="female"), unknown), now)
+    both = evaluator.evaluate_records((PatientRecord(sex="female"), unknown, high), now)
+    assert alone.decision.value == "CANNOT_EVALUATE"
+    assert both.decision.value == "CANNOT_EVALUATE"
+    assert [m.paths for m in both.missing] == [("trial.dose_mg_per_day",)]
+    assert [f.message for f in both.findings if f.kind == "rule"] == ["pregabalin 600 mg/day"]

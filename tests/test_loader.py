@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RULESETS = ROOT / "rulesets"
 LOAD_CASES = ROOT / "tests" / "invalid_rulesets" / "load"
 REGENERATE = (
-    "run `cds-rules schema`, or: python -c \"from cds_rules.schema import write_schema; "
+    'run `cds-rules schema`, or: python -c "from cds_rules.schema import write_schema; '
     "write_schema('rulesets/schema.json')\""
 )
 
@@ -139,26 +139,50 @@ def test_error_without_file_reads_line_column() -> None:
 
 DUPLICATES = [
     # (id, replace, with, line, column, message)
-    ("source id", '  S-01: {title: "Demo source"}\n',
-     '  S-01: {title: "Demo source"}\n  S-01: {title: "Another source"}\n',
-     6, 3, "duplicate key `S-01` (first defined on line 5)"),
-    ("operator in a flow mapping", "{gte: 70}", "{gte: 70, gte: 80}",
-     20, 40, "duplicate key `gte` (first defined on line 20)"),
-    ("top-level key", "version: 1.0.0\n", "version: 1.0.0\nversion: 1.1.0\n",
-     3, 1, "duplicate key `version` (first defined on line 2)"),
+    (
+        "source id",
+        '  S-01: {title: "Demo source"}\n',
+        '  S-01: {title: "Demo source"}\n  S-01: {title: "Another source"}\n',
+        6,
+        3,
+        "duplicate key `S-01` (first defined on line 5)",
+    ),
+    (
+        "operator in a flow mapping",
+        "{gte: 70}",
+        "{gte: 70, gte: 80}",
+        20,
+        40,
+        "duplicate key `gte` (first defined on line 20)",
+    ),
+    (
+        "top-level key",
+        "version: 1.0.0\n",
+        "version: 1.0.0\nversion: 1.1.0\n",
+        3,
+        1,
+        "duplicate key `version` (first defined on line 2)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("old", "new", "line", "column", "message"),
-                         [pytest.param(*row[1:], id=row[0]) for row in DUPLICATES])
-def test_duplicate_keys_are_refused(old: str, new: str, line: int, column: int,
-                                    message: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "line", "column", "message"),
+    [pytest.param(*row[1:], id=row[0]) for row in DUPLICATES],
+)
+def test_duplicate_keys_are_refused(
+    old: str, new: str, line: int, column: int, message: str
+) -> None:
     assert DEMO.count(old) == 1
     with pytest.raises(RulesetErrors) as caught:
         load_ruleset_text(DEMO.replace(old, new), "demo.yaml")
     (error,) = caught.value.errors
     assert (error.code, error.location.line, error.location.column, error.message) == (
-        "duplicate_key", line, column, message)
+        "duplicate_key",
+        line,
+        column,
+        message,
+    )
 
 
 def test_valid_demo_loads() -> None:
@@ -192,9 +216,11 @@ def test_load_rulesets_reports_the_errors_of_every_file(tmp_path: Path) -> None:
 
 
 def test_load_rulesets_reports_every_error_of_one_file() -> None:
-    text = (DEMO.replace("evidence: V", "evidance: V")
-            .replace("{gte: 70}", "{gtee: 70}")
-            .replace("title: Demo ruleset", "titel: Demo ruleset"))
+    text = (
+        DEMO.replace("evidence: V", "evidance: V")
+        .replace("{gte: 70}", "{gtee: 70}")
+        .replace("title: Demo ruleset", "titel: Demo ruleset")
+    )
     with pytest.raises(RulesetErrors) as caught:
         load_ruleset_text(text, "demo.yaml")
     assert sorted((e.code, e.location.line) for e in caught.value.errors) == [
@@ -259,6 +285,7 @@ def _set(*parts: str | int, value: Any) -> Callable[[dict[str, Any]], None]:
         for part in parts[:-1]:
             node = node[part]
         node[parts[-1]] = value
+
     return change
 
 
@@ -268,6 +295,7 @@ def _rename(*parts: str | int, to: str) -> Callable[[dict[str, Any]], None]:
         for part in parts[:-1]:
             node = node[part]
         node[to] = node.pop(parts[-1])
+
     return change
 
 
@@ -277,6 +305,7 @@ def _delete(*parts: str | int) -> Callable[[dict[str, Any]], None]:
         for part in parts[:-1]:
             node = node[part]
         del node[parts[-1]]
+
     return change
 
 
@@ -288,66 +317,138 @@ SCHEMA_REJECTS = [
     ("unknown top-level key", _set("descripton", value="x"), "$", "additionalProperties"),
     ("version not semantic", _set("version", value="1.0"), "$.version", "pattern"),
     ("empty sources", _set("sources", value={}), "$.sources", "minProperties"),
-    ("source status", _set("sources", "S-01", "status", value="X"),
-     "$.sources['S-01'].status", "enum"),
-    ("derived property kind", _set("derived", "heavy", "properties", "kg", value="integer"),
-     "$.derived.heavy.properties.kg", "enum"),
-    ("criterion outcome", _set("criteria", 0, "if_not_established", value="ELIGBLE"),
-     "$.criteria[0].if_not_established", "enum"),
+    (
+        "source status",
+        _set("sources", "S-01", "status", value="X"),
+        "$.sources['S-01'].status",
+        "enum",
+    ),
+    (
+        "derived property kind",
+        _set("derived", "heavy", "properties", "kg", value="integer"),
+        "$.derived.heavy.properties.kg",
+        "enum",
+    ),
+    (
+        "criterion outcome",
+        _set("criteria", 0, "if_not_established", value="ELIGBLE"),
+        "$.criteria[0].if_not_established",
+        "enum",
+    ),
     ("rule id format", _set("rules", 0, "id", value="wt-01"), "$.rules[0].id", "pattern"),
     ("evidence value", _set("rules", 0, "evidence", value="X"), "$.rules[0].evidence", "enum"),
     ("missing evidence", _delete("rules", 0, "evidence"), "$.rules[0]", "required"),
-    ("unknown rule field", _rename("rules", 0, "evidence", to="evidance"), "$.rules[0]",
-     "additionalProperties"),
-    ("requires is text", _set("rules", 0, "requires", value="patient"),
-     "$.rules[0].requires", "oneOf"),
-    ("requires 17 facts", _set("rules", 0, "requires",
-                               value={f"p{i}": "patient" for i in range(17)}),
-     "$.rules[0].requires", "oneOf"),
-    ("condition with two keys", _set("rules", 0, "when", value={
-        "patient.weight_kg": {"gte": 70}, "patient.sex": {"eq": "female"}}),
-     "$.rules[0].when", "maxProperties"),
-    ("empty all", _set("rules", 0, "when", value={"all": []}), "$.rules[0].when.all",
-     "minItems"),
-    ("field without alias", _rename(*_LEAF, "patient.weight_kg", to="weight_kg"),
-     "$.rules[0].when.all[0]", "additionalProperties"),
-    ("unknown operator", _rename(*_TEST, "gte", to="gtee"),
-     "$.rules[0].when.all[0]['patient.weight_kg']", "additionalProperties"),
-    ("two operators", _set(*_TEST, "lte", value=120),
-     "$.rules[0].when.all[0]['patient.weight_kg']", "maxProperties"),
-    ("number written as text", _set(*_TEST, "gte", value="70"),
-     "$.rules[0].when.all[0]['patient.weight_kg'].gte", "anyOf"),
-    ("misspelled reference key", _set(*_TEST, "gte", value={"feld": "patient.age_years"}),
-     "$.rules[0].when.all[0]['patient.weight_kg'].gte", "anyOf"),
-    ("recorded false", _set(*_TEST, value={"recorded": False}),
-     "$.rules[0].when.all[0]['patient.weight_kg'].recorded", "const"),
-    ("in with 65 values", _set(*_TEST, value={"in": list(range(65))}),
-     "$.rules[0].when.all[0]['patient.weight_kg'].in", "maxItems"),
-    ("in with no values", _set(*_TEST, value={"in": []}),
-     "$.rules[0].when.all[0]['patient.weight_kg'].in", "minItems"),
-    ("then does nothing", _set("rules", 0, "then", value={}), "$.rules[0].then",
-     "minProperties"),
-    ("finding declares ELIGIBLE", _set("rules", 0, "then", "finding", "outcome",
-                                       value="ELIGIBLE"),
-     "$.rules[0].then.finding.outcome", "enum"),
-    ("on_missing ELIGIBLE", _set("rules", 0, "on_missing", value="ELIGIBLE"),
-     "$.rules[0].on_missing", "enum"),
+    (
+        "unknown rule field",
+        _rename("rules", 0, "evidence", to="evidance"),
+        "$.rules[0]",
+        "additionalProperties",
+    ),
+    (
+        "requires is text",
+        _set("rules", 0, "requires", value="patient"),
+        "$.rules[0].requires",
+        "oneOf",
+    ),
+    (
+        "requires 17 facts",
+        _set("rules", 0, "requires", value={f"p{i}": "patient" for i in range(17)}),
+        "$.rules[0].requires",
+        "oneOf",
+    ),
+    (
+        "condition with two keys",
+        _set(
+            "rules",
+            0,
+            "when",
+            value={"patient.weight_kg": {"gte": 70}, "patient.sex": {"eq": "female"}},
+        ),
+        "$.rules[0].when",
+        "maxProperties",
+    ),
+    ("empty all", _set("rules", 0, "when", value={"all": []}), "$.rules[0].when.all", "minItems"),
+    (
+        "field without alias",
+        _rename(*_LEAF, "patient.weight_kg", to="weight_kg"),
+        "$.rules[0].when.all[0]",
+        "additionalProperties",
+    ),
+    (
+        "unknown operator",
+        _rename(*_TEST, "gte", to="gtee"),
+        "$.rules[0].when.all[0]['patient.weight_kg']",
+        "additionalProperties",
+    ),
+    (
+        "two operators",
+        _set(*_TEST, "lte", value=120),
+        "$.rules[0].when.all[0]['patient.weight_kg']",
+        "maxProperties",
+    ),
+    (
+        "number written as text",
+        _set(*_TEST, "gte", value="70"),
+        "$.rules[0].when.all[0]['patient.weight_kg'].gte",
+        "anyOf",
+    ),
+    (
+        "misspelled reference key",
+        _set(*_TEST, "gte", value={"feld": "patient.age_years"}),
+        "$.rules[0].when.all[0]['patient.weight_kg'].gte",
+        "anyOf",
+    ),
+    (
+        "recorded false",
+        _set(*_TEST, value={"recorded": False}),
+        "$.rules[0].when.all[0]['patient.weight_kg'].recorded",
+        "const",
+    ),
+    (
+        "in with 65 values",
+        _set(*_TEST, value={"in": list(range(65))}),
+        "$.rules[0].when.all[0]['patient.weight_kg'].in",
+        "maxItems",
+    ),
+    (
+        "in with no values",
+        _set(*_TEST, value={"in": []}),
+        "$.rules[0].when.all[0]['patient.weight_kg'].in",
+        "minItems",
+    ),
+    ("then does nothing", _set("rules", 0, "then", value={}), "$.rules[0].then", "minProperties"),
+    (
+        "finding declares ELIGIBLE",
+        _set("rules", 0, "then", "finding", "outcome", value="ELIGIBLE"),
+        "$.rules[0].then.finding.outcome",
+        "enum",
+    ),
+    (
+        "on_missing ELIGIBLE",
+        _set("rules", 0, "on_missing", value="ELIGIBLE"),
+        "$.rules[0].on_missing",
+        "enum",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("change", "path", "keyword"),
-                         [pytest.param(*row[1:], id=row[0]) for row in SCHEMA_REJECTS])
-def test_schema_rejects_invalid_documents(change: Callable[[dict[str, Any]], None], path: str,
-                                          keyword: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "path", "keyword"), [pytest.param(*row[1:], id=row[0]) for row in SCHEMA_REJECTS]
+)
+def test_schema_rejects_invalid_documents(
+    change: Callable[[dict[str, Any]], None], path: str, keyword: str
+) -> None:
     data = copy.deepcopy(yaml.safe_load(DEMO))
     change(data)
     errors = list(_validator().iter_errors(data))
     assert (path, keyword) in [(e.json_path, e.validator) for e in errors], [
-        f"{e.json_path}: {e.validator}: {e.message}" for e in errors]
+        f"{e.json_path}: {e.validator}: {e.message}" for e in errors
+    ]
 
 
 _SHAPE_CASES = [
-    pytest.param(path, id=path.stem) for path in sorted(LOAD_CASES.glob("*.yaml"))
+    pytest.param(path, id=path.stem)
+    for path in sorted(LOAD_CASES.glob("*.yaml"))
     if not {item["code"] for item in case_header(path)["expected"]}
     & {"yaml_syntax", "duplicate_key"}
 ]
@@ -360,19 +461,30 @@ def test_schema_flags_what_the_loader_rejects(path: Path) -> None:
     assert not _validator().is_valid(data)
 
 
-@pytest.mark.parametrize(("definition", "model"), [
-    ("source", SourceSpec), ("derivedFact", DerivedFactSpec), ("criterion", CriterionSpec),
-    ("reference", ReferenceSpec), ("assert", AssertSpec), ("finding", FindingSpec),
-    ("then", ThenSpec), ("rule", RuleSpec), (None, RulesetSpec),
-])
-def test_schema_has_the_fields_of_the_rule_language(definition: str | None,
-                                                     model: type[Any]) -> None:
+@pytest.mark.parametrize(
+    ("definition", "model"),
+    [
+        ("source", SourceSpec),
+        ("derivedFact", DerivedFactSpec),
+        ("criterion", CriterionSpec),
+        ("reference", ReferenceSpec),
+        ("assert", AssertSpec),
+        ("finding", FindingSpec),
+        ("then", ThenSpec),
+        ("rule", RuleSpec),
+        (None, RulesetSpec),
+    ],
+)
+def test_schema_has_the_fields_of_the_rule_language(
+    definition: str | None, model: type[Any]
+) -> None:
     schema = rule_language_schema()
     part = schema if definition is None else schema["$defs"][definition]
     fields = {info.alias or name: info for name, info in model.model_fields.items()}
     assert set(part["properties"]) == set(fields)
-    assert set(part.get("required", [])) == {name for name, info in fields.items()
-                                             if info.is_required()}
+    assert set(part.get("required", [])) == {
+        name for name, info in fields.items() if info.is_required()
+    }
     assert part["additionalProperties"] is False
 
 
@@ -381,8 +493,10 @@ def test_schema_patterns_and_enums_are_the_loaders() -> None:
     spec = RulesetSpec.model_json_schema()
     defs = schema["$defs"]
     assert schema["properties"]["version"]["pattern"] == spec["properties"]["version"]["pattern"]
-    assert defs["rule"]["properties"]["id"]["pattern"] == (
-        spec["$defs"]["RuleSpec"]["properties"]["id"]["pattern"])
+    assert (
+        defs["rule"]["properties"]["id"]["pattern"]
+        == (spec["$defs"]["RuleSpec"]["properties"]["id"]["pattern"])
+    )
     assert defs["name"]["pattern"] == spec["properties"]["ruleset"]["pattern"]
     assert defs["evidence"]["enum"] == [grade.value for grade in Evidence]
     assert tuple(defs["test"]["properties"]) == OPERATORS
@@ -392,21 +506,35 @@ def test_schema_patterns_and_enums_are_the_loaders() -> None:
 def test_field_path_examples_are_every_base_fact_field() -> None:
     defs = rule_language_schema()["$defs"]
     field_path = defs["fieldPath"]
-    expected = {f"{fact}.{field}" for fact, fact_type in base_fact_types().items()
-                for field in fact_type.fields}
+    expected = {
+        f"{fact}.{field}"
+        for fact, fact_type in base_fact_types().items()
+        for field in fact_type.fields
+    }
     assert set(field_path["examples"]) == expected
     assert {"patient.weight_kg", "acr.widespread_pain_index", "labs.crp_mg_per_l"} <= expected
     assert all(re.search(field_path["pattern"], path) for path in field_path["examples"])
     assert list(defs["condition"]["patternProperties"]) == [field_path["pattern"]]
-    assert defs["condition"]["propertyNames"]["examples"] == ["all", "any",
-                                                                *field_path["examples"]]
+    assert defs["condition"]["propertyNames"]["examples"] == ["all", "any", *field_path["examples"]]
 
 
 def test_schema_explains_its_main_parts() -> None:
     schema = rule_language_schema()
     defs = schema["$defs"]
     assert schema["description"]
-    for name in ("rule", "requires", "condition", "test", "reference", "then", "assert",
-                 "finding", "criterion", "derivedFact", "fieldPath", "evidence"):
+    for name in (
+        "rule",
+        "requires",
+        "condition",
+        "test",
+        "reference",
+        "then",
+        "assert",
+        "finding",
+        "criterion",
+        "derivedFact",
+        "fieldPath",
+        "evidence",
+    ):
         assert defs[name]["description"], name
     assert all(test["description"] for test in defs["test"]["properties"].values())

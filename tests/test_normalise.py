@@ -158,7 +158,14 @@ def test_seed_patient_records_in_order() -> None:
         None,
     )
     labs = one(records, LabsRecord)
-    assert labs == LabsRecord(esr_mm_per_h=25, crp_mg_per_l=17.5, tsh_miu_per_l=2.21)
+    assert labs == LabsRecord(
+        esr_mm_per_h=25,
+        crp_mg_per_l=17.5,
+        tsh_miu_per_l=2.21,
+        esr_flagged_abnormal=False,
+        crp_flagged_abnormal=False,
+        tsh_flagged_abnormal=False,
+    )
     trials = [record for record in records if isinstance(record, TrialRecord)]
     assert [(t.drug, t.dose_mg_per_day, t.duration_weeks) for t in trials] == [
         ("duloxetine", 60, 520),
