@@ -395,9 +395,7 @@ class _Context:
         hint: str | None = None,
         key: bool = False,
     ) -> None:
-        self.errors.append(
-            RulesetError(code, message, self.positions.location(parts, key=key), hint)
-        )
+        self.errors.append(self.positions.error(code, message, parts, hint, key))
 
 
 def _stage_identity(ctx: _Context) -> None:

@@ -78,9 +78,7 @@ class _ConditionParser:
         hint: str | None = None,
         key: bool = False,
     ) -> None:
-        self.errors.append(
-            RulesetError(code, message, self.positions.location(parts, key=key), hint)
-        )
+        self.errors.append(self.positions.error(code, message, parts, hint, key))
 
     def parse(self, node: Any, parts: tuple[str | int, ...]) -> ConditionSpec | None:
         if not isinstance(node, dict) or len(node) != 1:

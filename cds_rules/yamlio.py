@@ -63,6 +63,17 @@ class Positions:
     def __contains__(self, parts: object) -> bool:
         return parts in self._starts
 
+    def error(
+        self,
+        code: str,
+        message: str,
+        parts: tuple[str | int, ...],
+        hint: str | None = None,
+        key: bool = False,
+    ) -> RulesetError:
+        """A ruleset error placed at the value (or, with ``key``, the key) at ``parts``."""
+        return RulesetError(code, message, self.location(parts, key=key), hint)
+
     def location(self, parts: tuple[str | int, ...], *, key: bool = False) -> Location:
         """Location of the value at ``parts``, or of its key; falls back to the nearest parent."""
         probe = parts
