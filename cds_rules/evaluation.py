@@ -23,10 +23,16 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, TypeAdapter
 
-from .compiler import CompiledLeaf, CompiledRule, CompiledRuleset
+from .compiler import CompiledAll, CompiledLeaf, CompiledRule, CompiledRuleset
 from .errors import CrossCheckError
 from .records import Record, Score
-from .reference import REFERENCE_NAME, ReferenceEvaluator, Truth, evaluate_condition
+from .reference import (
+    REFERENCE_NAME,
+    BoundFact,
+    ReferenceEvaluator,
+    Truth,
+    evaluate_condition,
+)
 from .spec import Evidence, Outcome
 
 __all__ = [
@@ -372,9 +378,7 @@ def _message(rule: CompiledRule, records: Sequence[Record], matched: dict[str, s
 def _binding(
     rule: CompiledRule, records: Sequence[Record], matched: dict[str, str]
 ) -> dict[str, Any]:
-    from .reference import _Fact
-
-    return {alias: _Fact(key, _lookup(records, key)[1]) for alias, key in matched.items()}
+    return {alias: BoundFact(key, _lookup(records, key)[1]) for alias, key in matched.items()}
 
 
 def _undecided_leaves(condition: Any, binding: dict[str, Any]) -> list[CompiledLeaf]:
@@ -440,14 +444,9 @@ def _explain(
         if len(matching) != 1:
             reasons.append(f"needs a `{fact_type.name}` fact")
             continue
-        from .reference import _Fact
-
-        binding[alias] = _Fact(alias, matching[0].rule_fields())
-    conjuncts = (
-        rule.condition.children
-        if hasattr(rule.condition, "children") and type(rule.condition).__name__ == "CompiledAll"
-        else (rule.condition,)
-    )
+        binding[alias] = BoundFact(alias, matching[0].rule_fields())
+    condition = rule.condition
+    conjuncts = condition.children if isinstance(condition, CompiledAll) else (condition,)
     for conjunct in conjuncts:
         if not _aliases_of(conjunct) <= set(binding):
             continue
@@ -493,7 +492,7 @@ def _describe(condition: Any, binding: dict[str, Any]) -> str:
         else:
             target = _format_value(condition.value)
         return f"{condition.path} {_SYMBOL[condition.operator]} {target} (is {actual})"
-    joiner = " and " if type(condition).__name__ == "CompiledAll" else " or "
+    joiner = " and " if isinstance(condition, CompiledAll) else " or "
     return "(" + joiner.join(_describe(child, binding) for child in condition.children) + ")"
 
 

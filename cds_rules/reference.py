@@ -28,6 +28,7 @@ from .records import Record, Score
 
 __all__ = [
     "REFERENCE_NAME",
+    "BoundFact",
     "ReferenceEvaluator",
     "ReferenceFiring",
     "ReferenceRun",
@@ -57,7 +58,9 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 
 @dataclass(frozen=True)
-class _Fact:
+class BoundFact:
+    """A fact as conditions see it: its identity and its field values."""
+
     key: str
     values: dict[str, Any]
 
@@ -97,7 +100,7 @@ def _score_truth(score: Score, op: str, constant: float) -> Truth:
     return Truth.FALSE if results == {False} else Truth.UNKNOWN
 
 
-def _leaf_truth(leaf: CompiledLeaf, binding: dict[str, _Fact]) -> Truth:
+def _leaf_truth(leaf: CompiledLeaf, binding: dict[str, BoundFact]) -> Truth:
     value = binding[leaf.alias].values.get(leaf.field.name)
     if leaf.field.kind == "score":
         assert isinstance(value, Score)
@@ -122,7 +125,7 @@ def _leaf_truth(leaf: CompiledLeaf, binding: dict[str, _Fact]) -> Truth:
     return Truth.TRUE if _COMPARE[leaf.operator](value, rhs) else Truth.FALSE
 
 
-def evaluate_condition(condition: CompiledCondition, binding: dict[str, _Fact]) -> Truth:
+def evaluate_condition(condition: CompiledCondition, binding: dict[str, BoundFact]) -> Truth:
     """Kleene evaluation of a condition tree over one binding of aliases to facts."""
     if isinstance(condition, CompiledLeaf):
         return _leaf_truth(condition, binding)
@@ -133,7 +136,7 @@ def evaluate_condition(condition: CompiledCondition, binding: dict[str, _Fact]) 
     return max(truths, key=lambda t: t.value)
 
 
-def _reader(binding: dict[str, _Fact]) -> Callable[[str, str], Any]:
+def _reader(binding: dict[str, BoundFact]) -> Callable[[str, str], Any]:
     def read(alias: str, name: str) -> Any:
         return binding[alias].values.get(name)
 
@@ -149,10 +152,10 @@ class ReferenceEvaluator:
     def run(self, facts: Sequence[tuple[str, Record]]) -> ReferenceRun:
         """Evaluate one patient's ``(key, record)`` pairs; same contract as the engine's run."""
         compiled = self._compiled
-        by_type: dict[str, list[_Fact]] = {}
+        by_type: dict[str, list[BoundFact]] = {}
         for key, record in facts:
-            by_type.setdefault(record.fact_type, []).append(_Fact(key, record.rule_fields()))
-        derived: dict[bool, dict[str, list[_Fact]]] = {True: {}, False: {}}
+            by_type.setdefault(record.fact_type, []).append(BoundFact(key, record.rule_fields()))
+        derived: dict[bool, dict[str, list[BoundFact]]] = {True: {}, False: {}}
         seen: set[tuple[bool, str]] = set()
         run = ReferenceRun()
         for index in compiled.order:
@@ -187,5 +190,7 @@ class ReferenceEvaluator:
                         continue
                     seen.add((certain, key))
                     run.derived.append((key, index, certain))
-                    derived[certain].setdefault(rule.asserts.fact, []).append(_Fact(key, values))
+                    derived[certain].setdefault(rule.asserts.fact, []).append(
+                        BoundFact(key, values)
+                    )
         return run
