@@ -106,7 +106,6 @@ class EngineRun:
     firings: list[EngineFiring] = field(default_factory=list)
     #: Derived facts asserted, by key, in order: (key, asserting engine rule, certain?).
     derived: list[tuple[str, str, bool]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 #: Result codes of the C engine's assert calls (see ``Ruleset._handle_result`` in durable).
@@ -361,8 +360,10 @@ class DurableEngine:
             raise EngineError(
                 "duplicate_fact", f"the engine dropped fact `{payload['id']}` as a duplicate"
             )
-        if result[0] == _QUEUED:
-            return None
+        if result[0] == _QUEUED:  # its actions would run later, outside this evaluation
+            raise EngineError(
+                "engine_failed", f"the engine queued fact `{payload['id']}` instead of running it"
+            )
         return result[1]
 
     def _act(self, session: _Session, rule_name: str, message: dict[str, Any]) -> None:
