@@ -451,9 +451,13 @@ def _explain(
         if not _aliases_of(conjunct) <= set(binding):
             continue
         truth = evaluate_condition(conjunct, binding)
-        if truth is not Truth.TRUE:
-            state = "not met" if truth is Truth.FALSE else "unknown"
-            reasons.append(f"{_describe(conjunct, binding)}: {state}")
+        if truth is Truth.TRUE:
+            continue
+        if isinstance(conjunct, CompiledLeaf) and conjunct.operator == "recorded":
+            reasons.append(f"`{conjunct.path}` not recorded")
+            continue
+        state = "not met" if truth is Truth.FALSE else "unknown"
+        reasons.append(f"{_describe(conjunct, binding)}: {state}")
     return reasons
 
 
