@@ -137,6 +137,8 @@ class CompiledRule:
     on_missing: Outcome | None
     leaves: tuple[CompiledLeaf, ...]
     location: Location
+    #: The drugs this rule's finding is about; empty: the whole protocol.
+    drugs: tuple[str, ...] = ()
 
     def consumes(self) -> tuple[str, ...]:
         """Derived facts this rule's patterns need."""
@@ -171,6 +173,7 @@ class CompiledRuleset:
     engine_rules: dict[str, EngineRule]
     #: durable-rules JSON ruleset (``run`` is bound by the engine module).
     engine_definition: dict[str, Any]
+    role: Literal["decision", "module"] = "decision"
 
     @property
     def label(self) -> str:
@@ -376,6 +379,10 @@ def _alternatives(formula: _Formula) -> list[_Conjunction]:
 @dataclass
 class _Context:
     loaded: LoadedRuleset
+    #: Allowed values of text fields set by terminology tables: ``(fact type, field) -> values``.
+    vocabulary: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    #: Drug names rules may name in ``drugs``; ``None`` accepts any.
+    drugs: tuple[str, ...] | None = None
     errors: list[RulesetError] = field(default_factory=list)
     fact_types: dict[str, FactType] = field(default_factory=dict)
     rules: list[CompiledRule | None] = field(default_factory=list)
@@ -426,6 +433,11 @@ def _stage_sources(ctx: _Context) -> None:
 
 def _stage_fact_types(ctx: _Context) -> None:
     base = base_fact_types()
+    for (type_name, field_name), allowed in ctx.vocabulary.items():
+        fact_type = base[type_name]
+        info = fact_type.fields[field_name]
+        fields = {**fact_type.fields, field_name: FieldInfo(info.name, info.kind, allowed)}
+        base[type_name] = FactType(fact_type.name, fields, fact_type.derived, fact_type.title)
     ctx.fact_types = dict(base)
     for name, derived in ctx.loaded.spec.derived.items():
         if name in base:
@@ -492,6 +504,21 @@ class _RuleCompiler:
         condition = self.condition(rule.when, ("when",))
         asserts = self.asserts()
         self.finding(rule.then.finding)
+        known_drugs = self.ctx.drugs
+        for position, drug in enumerate(rule.drugs):
+            if known_drugs is not None and drug not in known_drugs:
+                self.error(
+                    "unknown_drug",
+                    f"unknown drug `{drug}`",
+                    ("drugs", position),
+                    did_you_mean(drug, known_drugs) or f"drugs: {', '.join(known_drugs)}",
+                )
+        if rule.drugs and rule.then.finding is None:
+            self.error(
+                "drugs_without_finding",
+                "`drugs` names what a finding is about; this rule has no finding",
+                ("drugs",),
+            )
         if rule.then.assert_ is None and rule.then.finding is None:
             self.error(
                 "rule_does_nothing", "a rule must `assert` a fact or emit a `finding`", ("then",)
@@ -523,6 +550,7 @@ class _RuleCompiler:
             on_missing=on_missing,
             leaves=tuple(self.leaves),
             location=self.ctx.positions.location(self.base),
+            drugs=tuple(rule.drugs),
         )
 
     def resolve(
@@ -767,6 +795,8 @@ class _RuleCompiler:
             self.resolve(
                 f"{match.group(1)}.{match.group(2)}", ("then", "finding", "message"), key=False
             )
+        if finding.subject is not None:
+            self.resolve(finding.subject, ("then", "finding", "subject"), key=False)
         if finding.outcome == Outcome.ELIGIBLE:
             self.error(
                 "invalid_outcome",
@@ -860,12 +890,20 @@ def _stage_dependencies(ctx: _Context) -> None:
                 f"no rule asserts `{criterion.fact}`: this criterion can never be established",
                 ("criteria", position, "fact"),
             )
-    if not ctx.loaded.spec.criteria:
+    if ctx.loaded.spec.role == "module" and ctx.loaded.spec.criteria:
+        ctx.error(
+            "module_with_criteria",
+            "a `role: module` ruleset only contributes findings; it cannot declare criteria",
+            ("criteria",),
+            "move the criteria to the profile's decision ruleset, or remove `role: module`",
+        )
+    if ctx.loaded.spec.role == "decision" and not ctx.loaded.spec.criteria:
         ctx.error(
             "no_criteria",
             "the ruleset declares no criteria, so no patient could ever be ELIGIBLE",
             ("rules",),
-            "add `criteria:` naming the derived facts that must hold",
+            "add `criteria:` naming the derived facts that must hold, or declare "
+            "`role: module` for a ruleset that only contributes findings to a profile",
         )
     by_index = {rule.index: rule for rule in rules}
     order: list[int] = []
@@ -973,9 +1011,18 @@ def stage_names() -> Iterator[str]:
     return (name for name, _ in _STAGES)
 
 
-def compile_ruleset(loaded: LoadedRuleset) -> CompiledRuleset:
-    """Check and compile one loaded ruleset; raise ``RulesetErrors`` with every problem found."""
-    ctx = _Context(loaded)
+def compile_ruleset(
+    loaded: LoadedRuleset,
+    *,
+    vocabulary: dict[tuple[str, str], tuple[str, ...]] | None = None,
+    drugs: tuple[str, ...] | None = None,
+) -> CompiledRuleset:
+    """Check and compile one loaded ruleset; raise ``RulesetErrors`` with every problem found.
+
+    ``vocabulary`` closes text fields over a terminology table's values (a misspelled drug
+    class is then a compile error); ``drugs`` is the protocol's drug names.
+    """
+    ctx = _Context(loaded, vocabulary=dict(vocabulary or {}), drugs=drugs)
     for _name, stage in _STAGES:
         stage(ctx)
         if len(ctx.errors) >= MAX_ERRORS:
@@ -996,4 +1043,5 @@ def compile_ruleset(loaded: LoadedRuleset) -> CompiledRuleset:
         order=ctx.order,
         engine_rules=ctx.engine_rules,
         engine_definition=ctx.engine_definition,
+        role=spec.role,
     )

@@ -34,6 +34,7 @@ from .reference import (
     evaluate_condition,
 )
 from .spec import Evidence, Outcome
+from .terminology import Terminology
 
 __all__ = [
     "CriterionResult",
@@ -97,6 +98,10 @@ class Finding:
     message: str
     sources: tuple[str, ...]
     evidence: Evidence | None
+    #: The drugs this finding is about; empty: the whole protocol.
+    drugs: tuple[str, ...] = ()
+    #: What the finding is about (e.g. the drug), for matching a clinician's review.
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +114,7 @@ class MissingData:
     paths: tuple[str, ...]
     details: tuple[str, ...]
     outcome: Outcome | None
+    drugs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,8 +213,10 @@ class Evaluator:
         *,
         engine: Literal["durable", "reference"] = "durable",
         cross_check: bool = False,
+        terminology: Terminology | None = None,
     ) -> None:
         self.compiled = compiled
+        self.terminology = terminology
         self.cross_check = cross_check
         self.engine_kind = engine
         self._reference = ReferenceEvaluator(compiled)
@@ -309,7 +317,7 @@ class Evaluator:
         """Screen one validated patient (``PatientFacts``)."""
         from .normalise import to_records
 
-        return self.evaluate_records(to_records(facts), facts.as_of)
+        return self.evaluate_records(to_records(facts, self.terminology), facts.as_of)
 
 
 def _fact_values(records: Sequence[Record], key: str) -> tuple[str, dict[str, Any]] | None:
@@ -373,6 +381,18 @@ def _message(rule: CompiledRule, records: Sequence[Record], matched: dict[str, s
         return _format_value(values.get(name))
 
     return _PLACEHOLDER.sub(fill, rule.finding.message)
+
+
+def _subject(rule: CompiledRule, records: Sequence[Record], matched: dict[str, str]) -> str | None:
+    path = rule.finding.subject if rule.finding is not None else None
+    if path is None:
+        return None
+    alias, field_name = path.split(".", 1)
+    key = matched.get(alias)
+    if key is None:
+        return None
+    value = _lookup(records, key)[1].get(field_name)
+    return None if value is None else str(_shown(value))
 
 
 def _binding(
@@ -573,6 +593,8 @@ def _decide(
                         message=message,
                         sources=rule.sources,
                         evidence=rule.evidence,
+                        drugs=rule.drugs,
+                        subject=_subject(rule, records, firing.matched),
                     )
                 )
 
@@ -608,6 +630,7 @@ def _decide(
                     message="cannot decide: " + "; ".join(details) if details else "cannot decide",
                     sources=rule.sources,
                     evidence=rule.evidence,
+                    drugs=rule.drugs,
                 )
             )
 
@@ -674,12 +697,14 @@ def _decide(
             paths=paths,
             details=details,
             outcome=rule.on_missing or _criterion_outcome(compiled, rule, unknown_criteria),
+            drugs=rule.drugs,
         )
         for rule, paths, details in unresolved
     ]
 
     decisive = [finding.outcome for finding in findings if finding.outcome != Outcome.INFO]
-    decision = max(decisive, key=lambda o: o.severity) if decisive else Outcome.ELIGIBLE
+    nothing = Outcome.INFO if compiled.role == "module" else Outcome.ELIGIBLE
+    decision = max(decisive, key=lambda o: o.severity) if decisive else nothing
     if decision == Outcome.ELIGIBLE and not all(c.status == "established" for c in criteria):
         decision = Outcome.CANNOT_EVALUATE  # unreachable by construction; never fail open
     order = {rule.id: position for position, rule in enumerate(rules)}

@@ -58,7 +58,15 @@ from .yamlio import MAX_DEPTH, Positions, json_path, load_yaml_text, read_utf8
 __all__ = [
     "LAB_TESTS",
     "PLAUSIBLE_RANGES",
+    "Allergy",
     "CurrentMedication",
+    "Ecg",
+    "LocalAnaestheticBlock",
+    "PregnancyTest",
+    "Readiness",
+    "Review",
+    "SessionFacts",
+    "Vitals",
     "Demographics",
     "Diagnosis",
     "FibromyalgiaFacts",
@@ -112,6 +120,28 @@ PLAUSIBLE_RANGES: Final[Mapping[str, PlausibleRange]] = MappingProxyType(
         "lab_value.ck": PlausibleRange(0, 1_000_000, "U/L"),
         "lab_value.vitamin_d": PlausibleRange(0, 2000, "ng/mL"),
         "lab_value.vitamin_b12": PlausibleRange(0, 1_000_000, "pg/mL"),
+        "lab_value.potassium": PlausibleRange(0, 20, "mmol/L"),
+        "lab_value.sodium": PlausibleRange(0, 250, "mmol/L"),
+        "lab_value.magnesium": PlausibleRange(0, 20, "mmol/L"),
+        "lab_value.calcium": PlausibleRange(0, 10, "mmol/L"),
+        "lab_value.alt": PlausibleRange(0, 100_000, "U/L"),
+        "lab_value.ast": PlausibleRange(0, 100_000, "U/L"),
+        "lab_value.bilirubin": PlausibleRange(0, 2_000, "µmol/L"),
+        "lab_value.albumin": PlausibleRange(0, 100, "g/L"),
+        "lab_value.creatinine": PlausibleRange(0, 10_000, "µmol/L"),
+        "lab_value.egfr": PlausibleRange(0, 300, "mL/min/1.73m2"),
+        # ECG intervals, ms.
+        "pr_ms": PlausibleRange(40, 1000, "ms"),
+        "qrs_ms": PlausibleRange(30, 400, "ms"),
+        "qtc_ms": PlausibleRange(150, 900, "ms"),
+        "lvef_percent": PlausibleRange(1, 95, "%"),
+        # Vital signs before a session.
+        "systolic_bp_mmhg": PlausibleRange(20, 350, "mmHg"),
+        "diastolic_bp_mmhg": PlausibleRange(10, 250, "mmHg"),
+        "heart_rate_bpm": PlausibleRange(10, 350, "bpm"),
+        "spo2_percent": PlausibleRange(30, 100, "%"),
+        "respiratory_rate_per_min": PlausibleRange(0, 100, "breaths/min"),
+        "lipid_emulsion_ml": PlausibleRange(0, 10_000, "mL"),
     }
 )
 
@@ -148,8 +178,10 @@ def _unit_key(unit: str) -> str:
 # Unit conversions only (arithmetic, not clinical judgement). TSH: 1 µIU/mL = 1 mIU/L, and
 # mU/L is the same international unit. CK: U/L and IU/L are the same enzyme unit.
 # 25-OH vitamin D: 400.64 g/mol, so 1 nmol/L = 0.4006 ng/mL. Vitamin B12 (cobalamin):
-# 1355.37 g/mol, so 1 pmol/L = 1.355 pg/mL. Other units (e.g. vitamin D in ng/L) are rejected
-# rather than guessed.
+# 1355.37 g/mol, so 1 pmol/L = 1.355 pg/mL. Magnesium 24.305 g/mol, calcium 40.078 g/mol
+# (mEq/L = mmol/L x charge 2), bilirubin 584.66 g/mol, creatinine 113.12 g/mol. eGFR is taken
+# only as reported (normalised to 1.73 m2); a creatinine clearance in mL/min is not an eGFR.
+# Other units (e.g. vitamin D in ng/L) are rejected rather than guessed.
 LAB_TESTS: Final[Mapping[str, LabTest]] = MappingProxyType(
     {
         "cbc": _lab_test(None, {}),
@@ -161,6 +193,18 @@ LAB_TESTS: Final[Mapping[str, LabTest]] = MappingProxyType(
         "ck": _lab_test("U/L", {"U/L": 1.0, "IU/L": 1.0}),
         "vitamin_d": _lab_test("ng/mL", {"ng/mL": 1.0, "µg/L": 1.0, "nmol/L": 400.64 / 1000}),
         "vitamin_b12": _lab_test("pg/mL", {"pg/mL": 1.0, "ng/L": 1.0, "pmol/L": 1355.37 / 1000}),
+        "potassium": _lab_test("mmol/L", {"mmol/L": 1.0, "mEq/L": 1.0}),
+        "sodium": _lab_test("mmol/L", {"mmol/L": 1.0, "mEq/L": 1.0}),
+        "magnesium": _lab_test("mmol/L", {"mmol/L": 1.0, "mEq/L": 0.5, "mg/dL": 10 / 24.305}),
+        "calcium": _lab_test("mmol/L", {"mmol/L": 1.0, "mEq/L": 0.5, "mg/dL": 10 / 40.078}),
+        "alt": _lab_test("U/L", {"U/L": 1.0, "IU/L": 1.0}),
+        "ast": _lab_test("U/L", {"U/L": 1.0, "IU/L": 1.0}),
+        "bilirubin": _lab_test("µmol/L", {"µmol/L": 1.0, "umol/L": 1.0, "mg/dL": 10_000 / 584.66}),
+        "albumin": _lab_test("g/L", {"g/L": 1.0, "g/dL": 10.0}),
+        "creatinine": _lab_test("µmol/L", {"µmol/L": 1.0, "umol/L": 1.0, "mg/dL": 10_000 / 113.12}),
+        "egfr": _lab_test(
+            "mL/min/1.73m2", {"mL/min/1.73m2": 1.0, "mL/min/1.73 m2": 1.0, "mL/min/1.73m²": 1.0}
+        ),
     }
 )
 
@@ -525,6 +569,7 @@ class Demographics(_Facts):
     height_cm: _Height | None = None
     pregnancy_status: Literal["pregnant", "not_pregnant"] | None = None
     childbearing_potential: _StrictBool | None = None
+    breastfeeding: _StrictBool | None = None
 
     @model_validator(mode="after")
     def _pregnancy_is_consistent(self) -> Self:
@@ -639,21 +684,54 @@ class NonPharmacologicalTherapy(_Facts):
 
 
 class CurrentMedication(_Facts):
-    """A medication the patient takes now; ``drug`` is stored lowercase."""
+    """A medication the patient takes, or recently stopped; ``drug`` is stored lowercase.
+
+    A stopped medication still counts while its washout window (in the drug table) runs.
+    """
 
     drug: _LowercaseName
     dose: _Dose | None = None
     unit: _StrictText | None = None
     code: _StrictText | None = None
     system: _StrictText | None = None
+    status: Literal["active", "stopped"] = "active"
+    started_at: _AwareDateTime | None = None
+    stopped_at: _AwareDateTime | None = None
+
+    @model_validator(mode="after")
+    def _stop_is_consistent(self) -> Self:
+        if self.stopped_at is not None and self.status != "stopped":
+            _raise(
+                _Problem(
+                    "inconsistent_value",
+                    "`stopped_at` is given but `status` is `active`",
+                    at=("status",),
+                    hint="set `status: stopped`",
+                )
+            )
+        return self
 
 
 class Diagnosis(_Facts):
-    """A recorded diagnosis, as displayed, with an optional code."""
+    """A recorded diagnosis or problem, as displayed, with an optional code and details.
+
+    The problem list is read as complete when it is given (``[]`` = no problems): a condition
+    that is not listed is taken as absent. ``null`` means the history was not taken.
+    """
 
     display: _StrictText
     code: _StrictText | None = None
     system: _StrictText | None = None
+    status: Literal["active", "in_remission", "resolved"] | None = None
+    onset_at: _AwareDateTime | None = None
+    #: The latest episode (seizure, attack) of a relapsing condition.
+    last_event_at: _AwareDateTime | None = None
+    controlled: _StrictBool | None = None
+    #: For a device (pacemaker): whether it is known to work.
+    functioning: _StrictBool | None = None
+    nyha_class: _NyhaClass | None = None
+    lvef_percent: _Lvef | None = None
+    child_pugh_class: Literal["A", "B", "C"] | None = None
 
 
 class LabResult(_Facts):
@@ -739,6 +817,160 @@ class LabResult(_Facts):
         return self.value * spec.factors[_unit_key(self.unit)]
 
 
+_PrInterval = Annotated[float, Field(strict=True), AfterValidator(_within("pr_ms"))]
+_QrsDuration = Annotated[float, Field(strict=True), AfterValidator(_within("qrs_ms"))]
+_QtcInterval = Annotated[float, Field(strict=True), AfterValidator(_within("qtc_ms"))]
+_Lvef = Annotated[float, Field(strict=True), AfterValidator(_within("lvef_percent"))]
+_Systolic = Annotated[float, Field(strict=True), AfterValidator(_within("systolic_bp_mmhg"))]
+_Diastolic = Annotated[float, Field(strict=True), AfterValidator(_within("diastolic_bp_mmhg"))]
+_HeartRate = Annotated[float, Field(strict=True), AfterValidator(_within("heart_rate_bpm"))]
+_Spo2 = Annotated[float, Field(strict=True), AfterValidator(_within("spo2_percent"))]
+_RespiratoryRate = Annotated[
+    float, Field(strict=True), AfterValidator(_within("respiratory_rate_per_min"))
+]
+_LipidMl = Annotated[float, Field(strict=True), AfterValidator(_within("lipid_emulsion_ml"))]
+_NyhaClass = Annotated[int, Field(strict=True, ge=1, le=4)]
+_Poss = Annotated[int, Field(strict=True, ge=1, le=4)]
+_Rass = Annotated[int, Field(strict=True, ge=-5, le=4)]
+_SessionNumber = Annotated[int, Field(strict=True, ge=1, le=100)]
+
+#: Rhythms, atrioventricular blocks and intraventricular conduction as read on a 12-lead ECG.
+EcgRhythm = Literal[
+    "sinus",
+    "sinus_bradycardia",
+    "sinus_tachycardia",
+    "sinus_arrhythmia",
+    "atrial_fibrillation",
+    "atrial_flutter",
+    "junctional",
+    "paced",
+    "other",
+]
+AvBlock = Literal[
+    "none",
+    "first_degree",
+    "second_degree_mobitz_i",
+    "second_degree_mobitz_ii",
+    "second_degree_2_to_1",
+    "high_grade",
+    "third_degree",
+]
+IntraventricularConduction = Literal[
+    "normal",
+    "incomplete_rbbb",
+    "rbbb",
+    "lbbb",
+    "left_anterior_fascicular_block",
+    "left_posterior_fascicular_block",
+    "nonspecific_ivcd",
+    "bifascicular_block",
+    "trifascicular_block",
+]
+NewSymptom = Literal[
+    "chest_pain",
+    "palpitations",
+    "syncope",
+    "new_neurological_deficit",
+    "severe_headache",
+    "visual_change",
+]
+
+
+class Allergy(_Facts):
+    """A recorded allergy or intolerance; ``substance`` is stored lowercase."""
+
+    substance: _LowercaseName
+    code: _StrictText | None = None
+    system: _StrictText | None = None
+    reaction: _StrictText | None = None
+
+
+class Ecg(_Facts):
+    """A 12-lead ECG as read; every finding ``None`` when not reported."""
+
+    recorded_at: _AwareDateTime
+    rhythm: EcgRhythm | None = None
+    av_block: AvBlock | None = None
+    sinoatrial_block: _StrictBool | None = None
+    pre_excitation: _StrictBool | None = None
+    intraventricular_conduction: IntraventricularConduction | None = None
+    pr_ms: _PrInterval | None = None
+    qrs_ms: _QrsDuration | None = None
+    qtc_ms: _QtcInterval | None = None
+
+
+class PregnancyTest(_Facts):
+    """A urine or serum beta-hCG result."""
+
+    result: Literal["positive", "negative"]
+    taken_at: _AwareDateTime
+
+
+class Vitals(_Facts):
+    """Vital signs measured before a session starts."""
+
+    measured_at: _AwareDateTime
+    systolic_bp_mmhg: _Systolic | None = None
+    diastolic_bp_mmhg: _Diastolic | None = None
+    #: A second diastolic reading after 10 minutes' rest, when the first was raised.
+    diastolic_recheck_mmhg: _Diastolic | None = None
+    heart_rate_bpm: _HeartRate | None = None
+    spo2_percent: _Spo2 | None = None
+    on_room_air: _StrictBool | None = None
+    respiratory_rate_per_min: _RespiratoryRate | None = None
+
+
+class LocalAnaestheticBlock(_Facts):
+    """A local anaesthetic given by another route (epidural, regional or nerve block)."""
+
+    route: _StrictText
+    at: _AwareDateTime
+    #: A catheter or infusion still running.
+    ongoing: _StrictBool = False
+
+
+class Readiness(_Facts):
+    """The treatment area and rescue equipment, checked before the session."""
+
+    monitored_bay: _StrictBool | None = None
+    resuscitation_equipment: _StrictBool | None = None
+    defibrillator: _StrictBool | None = None
+    airway_equipment: _StrictBool | None = None
+    benzodiazepine_available: _StrictBool | None = None
+    lipid_emulsion_20_percent_ml: _LipidMl | None = None
+
+
+class Review(_Facts):
+    """A clinician's sign-off of a NEEDS_REVIEW finding, so the gate may proceed despite it."""
+
+    rule: _StrictText
+    #: The finding's subject (e.g. the drug) when the rule names one.
+    subject: _StrictText | None = None
+    reviewer: _StrictText
+    at: _AwareDateTime
+
+
+class SessionFacts(_Facts):
+    """Before a daily session: today's vitals, sedation, symptoms and readiness."""
+
+    number: _SessionNumber
+    vitals: Vitals | None = None
+    #: Pasero opioid-induced sedation scale, 1 (awake) to 4.
+    poss: _Poss | None = None
+    #: Richmond agitation-sedation scale, -5 to +4.
+    rass: _Rass | None = None
+    #: New since the last session; ``[]`` = asked and none, ``null`` = not asked.
+    new_symptoms: tuple[NewSymptom, ...] | None = None
+    #: Local anaesthetic blocks by other routes; ``[]`` = asked and none.
+    local_anaesthetic_blocks: tuple[LocalAnaestheticBlock, ...] | None = None
+    readiness: Readiness | None = None
+    dedicated_iv_access: _StrictBool | None = None
+    last_solid_food_at: _AwareDateTime | None = None
+    last_clear_fluid_at: _AwareDateTime | None = None
+    consent_documented: _StrictBool | None = None
+    reviews: tuple[Review, ...] = ()
+
+
 class PatientFacts(_Facts):
     """Everything known about one patient at ``as_of``.
 
@@ -754,14 +986,17 @@ class PatientFacts(_Facts):
     #: Current average pain, 0-10 numeric rating scale.
     pain_nrs: _PainScore | None = None
     confounders_reviewed: _StrictBool | None = None
-    #: A clinician has screened both drugs' contraindications and interactions.
-    contraindications_reviewed: _StrictBool | None = None
     fibromyalgia: FibromyalgiaFacts | None = None
     prior_trials: tuple[PriorTrial, ...] | None = None
     nonpharmacological_therapies: tuple[NonPharmacologicalTherapy, ...] | None = None
     current_medications: tuple[CurrentMedication, ...] | None = None
     diagnoses: tuple[Diagnosis, ...] | None = None
+    allergies: tuple[Allergy, ...] | None = None
     labs: tuple[LabResult, ...] | None = None
+    ecgs: tuple[Ecg, ...] | None = None
+    pregnancy_tests: tuple[PregnancyTest, ...] | None = None
+    #: Only for the pre-session gate: the session about to start.
+    session: SessionFacts | None = None
 
     @model_validator(mode="after")
     def _labs_fit_as_of(self) -> Self:
@@ -795,6 +1030,45 @@ class PatientFacts(_Facts):
                     )
             else:
                 seen[key] = (index, lab)
+        if problems:
+            _raise(*problems)
+        return self
+
+    @model_validator(mode="after")
+    def _dates_not_after_as_of(self) -> Self:
+        """Nothing recorded can be later than the moment of evaluation."""
+        problems: list[_Problem] = []
+
+        def check(at: tuple[str | int, ...], value: datetime | None) -> None:
+            if value is not None and value > self.as_of:
+                problems.append(
+                    _Problem(
+                        "future_date",
+                        f"`{_show(value)}` is after `as_of` ({_show(self.as_of)})",
+                        at=at,
+                    )
+                )
+
+        for index, ecg in enumerate(self.ecgs or ()):
+            check(("ecgs", index, "recorded_at"), ecg.recorded_at)
+        for index, test in enumerate(self.pregnancy_tests or ()):
+            check(("pregnancy_tests", index, "taken_at"), test.taken_at)
+        for index, diagnosis in enumerate(self.diagnoses or ()):
+            check(("diagnoses", index, "onset_at"), diagnosis.onset_at)
+            check(("diagnoses", index, "last_event_at"), diagnosis.last_event_at)
+        for index, medication in enumerate(self.current_medications or ()):
+            check(("current_medications", index, "started_at"), medication.started_at)
+            check(("current_medications", index, "stopped_at"), medication.stopped_at)
+        session = self.session
+        if session is not None:
+            if session.vitals is not None:
+                check(("session", "vitals", "measured_at"), session.vitals.measured_at)
+            for index, block in enumerate(session.local_anaesthetic_blocks or ()):
+                check(("session", "local_anaesthetic_blocks", index, "at"), block.at)
+            check(("session", "last_solid_food_at"), session.last_solid_food_at)
+            check(("session", "last_clear_fluid_at"), session.last_clear_fluid_at)
+            for index, review in enumerate(session.reviews):
+                check(("session", "reviews", index, "at"), review.at)
         if problems:
             _raise(*problems)
         return self

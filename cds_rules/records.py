@@ -22,10 +22,15 @@ from pydantic import BaseModel, ConfigDict, model_validator
 __all__ = [
     "RECORD_TYPES",
     "AcrRecord",
+    "AllergyRecord",
+    "ConditionRecord",
+    "EcgRecord",
     "LabsRecord",
+    "MedicationRecord",
     "PatientRecord",
     "Record",
     "Score",
+    "SessionRecord",
     "TherapyRecord",
     "TrialRecord",
 ]
@@ -86,8 +91,10 @@ class PatientRecord(Record):
     pain_nrs: float | None = None
     #: Medication review, untreated depression/sleep disorder and non-medical factors reviewed.
     confounders_reviewed: bool | None = None
-    #: A clinician has screened both drugs' contraindications and interactions.
-    contraindications_reviewed: bool | None = None
+    breastfeeding: bool | None = None
+    #: The latest pregnancy test on or before ``as_of``, and its age in hours.
+    pregnancy_test: Literal["positive", "negative"] | None = None
+    pregnancy_test_age_hours: float | None = None
 
 
 class AcrRecord(Record):
@@ -148,8 +155,192 @@ class LabsRecord(Record):
     crp_flagged_abnormal: bool | None = None
     tsh_flagged_abnormal: bool | None = None
     ck_flagged_abnormal: bool | None = None
+    # Pre-infusion tests: value in the canonical unit, age of the result in days (from
+    # ``as_of``) and the laboratory's abnormal flag.
+    potassium_mmol_per_l: float | None = None
+    potassium_age_days: float | None = None
+    potassium_flagged_abnormal: bool | None = None
+    sodium_mmol_per_l: float | None = None
+    sodium_age_days: float | None = None
+    sodium_flagged_abnormal: bool | None = None
+    magnesium_mmol_per_l: float | None = None
+    magnesium_age_days: float | None = None
+    magnesium_flagged_abnormal: bool | None = None
+    calcium_mmol_per_l: float | None = None
+    calcium_age_days: float | None = None
+    calcium_flagged_abnormal: bool | None = None
+    alt_u_per_l: float | None = None
+    alt_age_days: float | None = None
+    alt_flagged_abnormal: bool | None = None
+    ast_u_per_l: float | None = None
+    ast_age_days: float | None = None
+    ast_flagged_abnormal: bool | None = None
+    bilirubin_umol_per_l: float | None = None
+    bilirubin_age_days: float | None = None
+    bilirubin_flagged_abnormal: bool | None = None
+    albumin_g_per_l: float | None = None
+    albumin_age_days: float | None = None
+    albumin_flagged_abnormal: bool | None = None
+    creatinine_umol_per_l: float | None = None
+    creatinine_age_days: float | None = None
+    creatinine_flagged_abnormal: bool | None = None
+    egfr_ml_per_min: float | None = None
+    egfr_age_days: float | None = None
+    egfr_flagged_abnormal: bool | None = None
+
+
+class EcgRecord(Record):
+    """The latest 12-lead ECG on or before ``as_of``; a placeholder when there is none."""
+
+    fact_type: ClassVar[str] = "ecg"
+
+    age_days: float | None = None
+    rhythm: (
+        Literal[
+            "sinus",
+            "sinus_bradycardia",
+            "sinus_tachycardia",
+            "sinus_arrhythmia",
+            "atrial_fibrillation",
+            "atrial_flutter",
+            "junctional",
+            "paced",
+            "other",
+        ]
+        | None
+    ) = None
+    av_block: (
+        Literal[
+            "none",
+            "first_degree",
+            "second_degree_mobitz_i",
+            "second_degree_mobitz_ii",
+            "second_degree_2_to_1",
+            "high_grade",
+            "third_degree",
+        ]
+        | None
+    ) = None
+    sinoatrial_block: bool | None = None
+    pre_excitation: bool | None = None
+    intraventricular_conduction: (
+        Literal[
+            "normal",
+            "incomplete_rbbb",
+            "rbbb",
+            "lbbb",
+            "left_anterior_fascicular_block",
+            "left_posterior_fascicular_block",
+            "nonspecific_ivcd",
+            "bifascicular_block",
+            "trifascicular_block",
+        ]
+        | None
+    ) = None
+    pr_ms: float | None = None
+    qrs_ms: float | None = None
+    qtc_ms: float | None = None
+
+
+class ConditionRecord(Record):
+    """One problem-list entry, mapped to a concept of the condition table."""
+
+    fact_type: ClassVar[str] = "condition"
+
+    #: A concept of ``conditions.yaml``, or ``unclassified``.
+    concept: str | None = None
+    display: str | None = None
+    status: Literal["active", "in_remission", "resolved"] | None = None
+    days_since_onset: float | None = None
+    days_since_last_event: float | None = None
+    controlled: bool | None = None
+    functioning: bool | None = None
+    nyha_class: float | None = None
+    lvef_percent: float | None = None
+    child_pugh_class: Literal["A", "B", "C"] | None = None
+
+
+class AllergyRecord(Record):
+    """One recorded allergy, one record per drug class of the substance."""
+
+    fact_type: ClassVar[str] = "allergy"
+
+    substance: str | None = None
+    #: The drug-table ingredient, or ``unclassified``.
+    ingredient: str | None = None
+    #: A class of ``drugs.yaml``, ``none`` (a known drug in no class) or ``unclassified``.
+    drug_class: str | None = None
+    classified: bool | None = None
+
+
+class MedicationRecord(Record):
+    """One medication, one record per drug class of each of its ingredients."""
+
+    fact_type: ClassVar[str] = "medication"
+
+    drug: str | None = None
+    #: The drug-table ingredient, or ``unclassified``.
+    ingredient: str | None = None
+    #: A class of ``drugs.yaml``, ``none`` (a known drug in no class) or ``unclassified``.
+    drug_class: str | None = None
+    classified: bool | None = None
+    status: Literal["active", "stopped"] | None = None
+    days_since_started: float | None = None
+    days_since_stopped: float | None = None
+    #: From the drug table: how long after stopping the drug still counts.
+    washout_days: float | None = None
+
+
+class SessionRecord(Record):
+    """The session about to start (pre-session gate only)."""
+
+    fact_type: ClassVar[str] = "session"
+
+    number: float | None = None
+    vitals_age_minutes: float | None = None
+    systolic_bp_mmhg: float | None = None
+    diastolic_bp_mmhg: float | None = None
+    diastolic_recheck_mmhg: float | None = None
+    heart_rate_bpm: float | None = None
+    spo2_percent: float | None = None
+    on_room_air: bool | None = None
+    respiratory_rate_per_min: float | None = None
+    poss: float | None = None
+    rass: float | None = None
+    chest_pain: bool | None = None
+    palpitations: bool | None = None
+    syncope: bool | None = None
+    new_neurological_deficit: bool | None = None
+    severe_headache: bool | None = None
+    visual_change: bool | None = None
+    #: Any local anaesthetic block by another route recorded (``false``: asked, none).
+    local_anaesthetic_block: bool | None = None
+    local_anaesthetic_in_place: bool | None = None
+    hours_since_local_anaesthetic_block: float | None = None
+    monitored_bay: bool | None = None
+    resuscitation_equipment: bool | None = None
+    defibrillator: bool | None = None
+    airway_equipment: bool | None = None
+    benzodiazepine_available: bool | None = None
+    lipid_emulsion_20_percent_ml: float | None = None
+    dedicated_iv_access: bool | None = None
+    hours_since_solid_food: float | None = None
+    hours_since_clear_fluid: float | None = None
+    consent_documented: bool | None = None
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.fact_type: cls for cls in (PatientRecord, AcrRecord, TrialRecord, TherapyRecord, LabsRecord)
+    cls.fact_type: cls
+    for cls in (
+        PatientRecord,
+        AcrRecord,
+        TrialRecord,
+        TherapyRecord,
+        LabsRecord,
+        EcgRecord,
+        ConditionRecord,
+        AllergyRecord,
+        MedicationRecord,
+        SessionRecord,
+    )
 }

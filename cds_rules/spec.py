@@ -56,6 +56,8 @@ class Outcome(str, Enum):
     INFO = "INFO"
     ELIGIBLE = "ELIGIBLE"
     NEEDS_REVIEW = "NEEDS_REVIEW"
+    #: Pre-session gate only: today's session does not start (vitals, sedation, readiness).
+    HOLD = "HOLD"
     CANNOT_EVALUATE = "CANNOT_EVALUATE"
     INELIGIBLE = "INELIGIBLE"
 
@@ -68,8 +70,9 @@ _SEVERITY = {
     Outcome.INFO: 0,
     Outcome.ELIGIBLE: 1,
     Outcome.NEEDS_REVIEW: 2,
-    Outcome.CANNOT_EVALUATE: 3,
-    Outcome.INELIGIBLE: 4,
+    Outcome.HOLD: 3,
+    Outcome.CANNOT_EVALUATE: 4,
+    Outcome.INELIGIBLE: 5,
 }
 
 
@@ -157,6 +160,9 @@ class FindingSpec(_Spec):
 
     outcome: Outcome
     message: str = Field(min_length=1)
+    #: What the finding is about, as ``alias.field`` (e.g. ``med.drug``): a clinician's
+    #: review of the finding is recorded for this rule and this value, not for the rule alone.
+    subject: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
 class ThenSpec(_Spec):
@@ -178,6 +184,9 @@ class RuleSpec(_Spec):
     when: ConditionSpec
     then: ThenSpec
     on_missing: Outcome | None = None
+    #: The drugs a finding of this rule is about (``lidocaine``, ``ketamine``); empty means the
+    #: whole protocol. Per-drug verdicts are built from these.
+    drugs: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
     note: str | None = None
 
     @field_validator("requires", mode="before")
@@ -195,6 +204,9 @@ class RulesetSpec(_Spec):
     version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     title: str
     description: str | None = None
+    #: ``decision``: its criteria decide ELIGIBLE. ``module``: it only contributes findings to a
+    #: profile (contraindications, interactions); alone, finding nothing decides nothing.
+    role: Literal["decision", "module"] = "decision"
     sources: dict[str, SourceSpec] = Field(min_length=1)
     derived: dict[Annotated[str, Field(pattern=NAME_PATTERN)], DerivedFactSpec] = Field(
         default_factory=dict

@@ -151,7 +151,6 @@ def test_eligibility_compiles() -> None:
         "acr_2016_met",
         "refractory",
         "lab_workup_complete",
-        "contraindications_reviewed",
     ]
     assert len(compiled.rules) == len(load_ruleset(ELIGIBILITY).spec.rules)
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", compiled.content_hash)

@@ -50,7 +50,6 @@ def _patient(esr: float, crp: float, trials: tuple[TrialRecord, ...] = ()) -> tu
             pregnancy_status="not_pregnant",
             pain_nrs=7,
             confounders_reviewed=True,
-            contraindications_reviewed=True,
         ),
         AcrRecord(
             widespread_pain_index=_score(11),

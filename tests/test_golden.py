@@ -1,14 +1,15 @@
 """Golden cases: clinical expectations kept as data files and run through every evaluator.
 
-Each file in ``tests/golden/<ruleset>/`` names a ruleset and a patient fixture, optionally
-patches the patient, and states the expected decision, the rules that must and must not fire,
-criterion statuses, missing data and message fragments (format: ``tests/golden/README.md``).
-Every case runs on durable-rules, on the reference evaluator and on durable-rules cross-checked
-against the reference evaluator; the two evaluators must also agree with each other. Adding a
-clinical case means adding a file, not code.
+Each file in ``tests/golden/<profile or ruleset>/`` names a profile of the protocol or one
+ruleset, a patient fixture, optionally a patch, and the expected decision, gate decision,
+per-drug verdicts, rules that must and must not fire, criterion statuses, missing data and
+message fragments (format: ``tests/golden/README.md``; runner: ``cds_rules.golden``). Every case
+runs on durable-rules, on the reference evaluator and on durable-rules cross-checked against
+the reference evaluator; the two evaluators must also agree with each other. Adding a clinical
+case means adding a file, not code.
 
 The seed patient's whole result is also compared with ``tests/golden/snapshots/seed.json``
-(the ruleset content hash masked); regenerate it with ``CDS_RULES_UPDATE_SNAPSHOTS=1``.
+(content hashes masked); regenerate it with ``CDS_RULES_UPDATE_SNAPSHOTS=1``.
 """
 
 from __future__ import annotations
@@ -17,20 +18,29 @@ import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cds_rules.api import evaluator_for
 from cds_rules.errors import CdsRulesError
 from cds_rules.evaluation import Evaluation
-from cds_rules.facts import PatientFacts, load_patient, parse_patient
-from cds_rules.spec import Outcome
-from cds_rules.yamlio import load_yaml_text
+from cds_rules.facts import PatientFacts, load_patient
+from cds_rules.golden import (
+    CaseFile,
+    Mode,
+    coverage_gaps,
+    describe,
+    discover,
+    evaluate_case,
+    fired_rules,
+    merge,
+    patient_of,
+    problems_with,
+    shipped_rules,
+)
+from cds_rules.protocol import Assessment, assessor_for
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
@@ -39,108 +49,9 @@ SNAPSHOTS = GOLDEN / "snapshots"
 SEED_PATIENT = REPO / "fixtures" / "patients" / "seed.yaml"
 UPDATE_SNAPSHOTS = "CDS_RULES_UPDATE_SNAPSHOTS"
 
-Mode = Literal["durable", "reference", "cross_check"]
 MODES: tuple[Mode, ...] = ("durable", "reference", "cross_check")
-CriterionStatus = Literal["established", "not_established", "unknown"]
 
-
-# ------------------------------------------------------------------------------------------
-# The case file format
-
-
-class _CaseModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Expected(_CaseModel):
-    """What a case requires of the evaluation; every key but ``decision`` is optional."""
-
-    decision: Outcome
-    #: Rules that must fire with certainty.
-    fired: tuple[str, ...] = ()
-    #: Rules that must not fire (they may still be reported as missing data).
-    not_fired: tuple[str, ...] = ()
-    #: Criterion fact -> status.
-    criteria: dict[str, CriterionStatus] = Field(default_factory=dict)
-    #: Rule -> paths it must report as missing (the rule may report more).
-    missing: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    #: Paths that no rule may report as missing.
-    not_missing: tuple[str, ...] = ()
-    #: Rule -> fragment(s) that one of its findings' messages must contain.
-    message_contains: dict[str, str | tuple[str, ...]] = Field(default_factory=dict)
-
-
-class GoldenCase(_CaseModel):
-    case: str
-    title: str
-    source: str
-    ruleset: str
-    #: Patient file, relative to the repository root.
-    patient: str
-    #: Deep merge onto the patient: mappings merge, lists and scalars (including null) replace.
-    patch: dict[str, Any] | None = None
-    expected: Expected
-    #: A known defect outside the case: the case is expected to fail (strict xfail).
-    xfail: str | None = None
-
-
-@dataclass(frozen=True)
-class CaseFile:
-    """A case file, loaded or not; ``error`` says why a file could not be read as a case."""
-
-    path: Path
-    case: GoldenCase | None
-    error: str | None
-
-    @property
-    def name(self) -> str:
-        return self.path.relative_to(REPO).as_posix()
-
-    def spec(self) -> GoldenCase:
-        if self.case is None:
-            pytest.fail(f"{self.name}: not a valid golden case: {self.error}", pytrace=False)
-        return self.case
-
-    def ruleset_path(self) -> Path:
-        return RULESETS / f"{self.spec().ruleset}.yaml"
-
-
-def _load_case(path: Path) -> CaseFile:
-    name = path.relative_to(REPO).as_posix()
-    try:
-        data = load_yaml_text(path.read_text(encoding="utf-8"), name).data
-        case = GoldenCase.model_validate(data)
-    except CdsRulesError as error:
-        return CaseFile(path, None, str(error))
-    except ValidationError as error:
-        details = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(top)'}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        )
-        return CaseFile(path, None, details)
-    problems = []
-    if case.case != path.stem:
-        problems.append(f"`case: {case.case}` differs from the file name `{path.stem}`")
-    if case.ruleset != path.parent.name:
-        problems.append(
-            f"`ruleset: {case.ruleset}` differs from the directory `{path.parent.name}`"
-        )
-    if not (RULESETS / f"{case.ruleset}.yaml").is_file():
-        problems.append(f"no ruleset file rulesets/{case.ruleset}.yaml")
-    if not (REPO / case.patient).is_file():
-        problems.append(f"no patient file `{case.patient}`")
-    if problems:
-        return CaseFile(path, None, "; ".join(problems))
-    return CaseFile(path, case, None)
-
-
-def _discover() -> list[CaseFile]:
-    return [
-        _load_case(path) for path in sorted(GOLDEN.glob("*/*.yaml")) if path.parent != SNAPSHOTS
-    ]
-
-
-CASES = _discover()
+CASES = discover(GOLDEN, REPO, RULESETS)
 
 
 def _params(with_xfail: bool) -> list[Any]:
@@ -151,20 +62,6 @@ def _params(with_xfail: bool) -> list[Any]:
             marks.append(pytest.mark.xfail(strict=True, reason=case_file.case.xfail))
         params.append(pytest.param(case_file, id=case_file.path.stem, marks=marks))
     return params
-
-
-# ------------------------------------------------------------------------------------------
-# Building the patient and evaluating
-
-
-def merge(base: Any, patch: Any) -> Any:
-    """``patch`` deep-merged onto ``base`` as a new value (neither argument is changed)."""
-    if isinstance(base, Mapping) and isinstance(patch, Mapping):
-        merged = dict(base)
-        for key, value in patch.items():
-            merged[key] = merge(base[key], value) if key in base else value
-        return merged
-    return patch
 
 
 @pytest.mark.parametrize(
@@ -190,83 +87,25 @@ def test_patch_merges_mappings_and_replaces_lists_and_scalars(
     assert json.dumps(base) == before, "merge changed its base argument"
 
 
-def patient_of(case_file: CaseFile) -> PatientFacts:
-    """The case's patient: the fixture's YAML data, patched, validated as from the case file."""
-    case = case_file.spec()
-    fixture = REPO / case.patient
-    data = load_yaml_text(fixture.read_text(encoding="utf-8"), case.patient).data
-    if case.patch is not None:
-        data = merge(data, case.patch)
+def _spec(case_file: CaseFile) -> Any:
+    if case_file.case is None:
+        pytest.fail(f"{case_file.name}: not a valid golden case: {case_file.error}", pytrace=False)
+    return case_file.case
+
+
+def _patient(case_file: CaseFile) -> PatientFacts:
     try:
-        return parse_patient(data, source=case_file.name)
+        return patient_of(case_file, REPO)
     except CdsRulesError as error:
         pytest.fail(
             f"{case_file.name}: the patched patient is not valid input:\n{error}", pytrace=False
         )
 
 
-def evaluate(case_file: CaseFile, mode: Mode) -> Evaluation:
-    ruleset = case_file.ruleset_path()
-    if mode == "cross_check":
-        evaluator = evaluator_for(ruleset, engine="durable", cross_check=True)
-    else:
-        evaluator = evaluator_for(ruleset, engine=mode)
-    return evaluator.evaluate(patient_of(case_file))
-
-
-def describe(evaluation: Evaluation) -> str:
-    """The parts of a result a reader needs to see why a case failed."""
-    lines = [f"  decision: {evaluation.decision.value} ({evaluation.engine})"]
-    lines.append("  fired: " + (", ".join(f.rule_id for f in evaluation.fired) or "none"))
-    lines.append("  missing:" + ("" if evaluation.missing else " none"))
-    lines += [f"    {m.rule_id}: {', '.join(m.paths) or '(no paths)'}" for m in evaluation.missing]
-    lines.append("  criteria: " + ", ".join(f"{c.fact}={c.status}" for c in evaluation.criteria))
-    lines.append("  findings:")
-    lines += [f"    {f.outcome.value} {f.rule_id}: {f.message}" for f in evaluation.findings]
-    return "\n".join(lines)
-
-
-def problems_with(expected: Expected, evaluation: Evaluation) -> list[str]:
-    """Every way ``evaluation`` falls short of ``expected``."""
-    problems = []
-    if evaluation.decision != expected.decision:
-        problems.append(
-            f"decision is {evaluation.decision.value}, expected {expected.decision.value}"
-        )
-    fired = {rule.rule_id for rule in evaluation.fired}
-    problems += [f"{rule} did not fire" for rule in expected.fired if rule not in fired]
-    problems += [f"{rule} fired but must not" for rule in expected.not_fired if rule in fired]
-    statuses = {criterion.fact: criterion.status for criterion in evaluation.criteria}
-    for fact, status in expected.criteria.items():
-        actual = statuses.get(fact, "absent")
-        if actual != status:
-            problems.append(f"criterion {fact} is {actual}, expected {status}")
-    missing = {entry.rule_id: entry.paths for entry in evaluation.missing}
-    for rule, paths in expected.missing.items():
-        if rule not in missing:
-            problems.append(f"{rule} is not reported as missing data (expected {', '.join(paths)})")
-            continue
-        problems += [
-            f"{rule} does not report `{path}` missing (reports {', '.join(missing[rule])})"
-            for path in paths
-            if path not in missing[rule]
-        ]
-    for path in expected.not_missing:
-        reporters = [rule for rule, paths in missing.items() if path in paths]
-        if reporters:
-            problems.append(f"`{path}` is reported missing by {', '.join(reporters)}")
-    for rule, fragments in expected.message_contains.items():
-        messages = [finding.message for finding in evaluation.findings if finding.rule_id == rule]
-        for fragment in (fragments,) if isinstance(fragments, str) else fragments:
-            if not any(fragment in message for message in messages):
-                problems.append(
-                    f"no {rule} finding contains {fragment!r} (messages: {messages or 'none'})"
-                )
-    return problems
-
-
-# ------------------------------------------------------------------------------------------
-# The tests
+def evaluate(case_file: CaseFile, mode: Mode) -> Evaluation | Assessment:
+    _spec(case_file)
+    _patient(case_file)
+    return evaluate_case(case_file, mode, REPO, RULESETS)
 
 
 def test_golden_cases_exist() -> None:
@@ -276,31 +115,35 @@ def test_golden_cases_exist() -> None:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case_file", _params(with_xfail=True))
 def test_case(case_file: CaseFile, mode: Mode) -> None:
-    case = case_file.spec()
-    evaluation = evaluate(case_file, mode)
-    problems = problems_with(case.expected, evaluation)
+    case = _spec(case_file)
+    result = evaluate(case_file, mode)
+    problems = problems_with(case.expected, result)
     if problems:
         pytest.fail(
             f"{case_file.name} ({case.title}; {case.source}) with the {mode} evaluator:\n"
             + "\n".join(f"- {problem}" for problem in problems)
             + "\nactual result:\n"
-            + describe(evaluation),
+            + describe(result),
             pytrace=False,
         )
 
 
-def _agreement_view(evaluation: Evaluation) -> dict[str, Any]:
-    return {
-        "decision": evaluation.decision.value,
+def _agreement_view(result: Evaluation | Assessment) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "decision": result.decision.value,
         # firing order is the engine's own; which rules fired (and how often) is not
-        "fired": sorted(rule.rule_id for rule in evaluation.fired),
-        "missing": [(entry.rule_id, entry.paths) for entry in evaluation.missing],
-        "criteria": [(criterion.fact, criterion.status) for criterion in evaluation.criteria],
+        "fired": sorted(fired_rules(result)),
+        "missing": [(entry.rule_id, entry.paths) for entry in result.missing],
+        "criteria": [(criterion.fact, criterion.status) for criterion in result.criteria],
         "findings": sorted(
             (finding.outcome.value, finding.rule_id, finding.message)
-            for finding in evaluation.findings
+            for finding in result.findings
         ),
     }
+    if isinstance(result, Assessment):
+        view["gate"] = result.gate.decision if result.gate else None
+        view["drugs"] = [(d.drug, d.outcome.value) for d in result.drugs]
+    return view
 
 
 @pytest.mark.parametrize("case_file", _params(with_xfail=False))
@@ -315,11 +158,6 @@ def test_durable_and_reference_agree(case_file: CaseFile) -> None:
         )
 
 
-@cache
-def _rule_ids(ruleset: Path) -> tuple[str, ...]:
-    return tuple(rule.id for rule in evaluator_for(ruleset, engine="reference").compiled.rules)
-
-
 def _valid_cases() -> list[CaseFile]:
     return [case_file for case_file in CASES if case_file.case is not None]
 
@@ -329,19 +167,29 @@ def test_case_files_are_valid() -> None:
     assert not invalid, "invalid golden case files:\n" + "\n".join(invalid)
 
 
-def test_cases_name_only_rules_and_criteria_of_their_ruleset() -> None:
+def _known(case: Any) -> tuple[set[str], set[str]]:
+    if case.profile is not None:
+        assessor = assessor_for(RULESETS / "protocol.yaml", case.profile, engine="reference")
+        rulesets = [e.compiled for e in assessor.evaluators]
+    else:
+        rulesets = [evaluator_for(RULESETS / f"{case.ruleset}.yaml", engine="reference").compiled]
+    rules = {rule.id for ruleset in rulesets for rule in ruleset.rules}
+    criteria = {c.fact for ruleset in rulesets for c in ruleset.criteria}
+    return rules, criteria
+
+
+def test_cases_name_only_rules_and_criteria_they_evaluate() -> None:
     problems = []
     for case_file in _valid_cases():
-        case = case_file.spec()
-        ruleset = case_file.ruleset_path()
-        known = set(_rule_ids(ruleset))
-        criteria = {c.fact for c in evaluator_for(ruleset, engine="reference").compiled.criteria}
+        case = _spec(case_file)
+        known, criteria = _known(case)
         expected = case.expected
         named = [
             *expected.fired,
             *expected.not_fired,
             *expected.missing,
             *expected.message_contains,
+            *expected.blocking,
         ]
         problems += [
             f"{case_file.name}: unknown rule `{rule}`" for rule in named if rule not in known
@@ -358,43 +206,28 @@ def test_cases_name_only_rules_and_criteria_of_their_ruleset() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_every_rule_fires_in_one_case_and_misses_in_another() -> None:
-    by_ruleset: dict[Path, list[GoldenCase]] = {}
-    for case_file in _valid_cases():
-        case = case_file.spec()
-        if case.xfail is None:  # a case known to fail proves nothing about coverage
-            by_ruleset.setdefault(case_file.ruleset_path(), []).append(case)
-    uncovered = []
-    for ruleset, cases in sorted(by_ruleset.items()):
-        fired = {rule for case in cases for rule in case.expected.fired}
-        not_fired = {rule for case in cases for rule in case.expected.not_fired}
-        for rule in _rule_ids(ruleset):
-            gaps = [
-                name
-                for name, seen in (("fired", fired), ("not_fired", not_fired))
-                if rule not in seen
-            ]
-            if gaps:
-                uncovered.append(f"{ruleset.name} {rule}: in no case's {' or '.join(gaps)}")
-    assert not uncovered, (
-        "rules without a golden case on each side of their condition:\n" + "\n".join(uncovered)
+def test_every_shipped_rule_fires_in_one_case_and_misses_in_another() -> None:
+    gaps = coverage_gaps((_spec(c) for c in _valid_cases()), RULESETS)
+    assert shipped_rules(RULESETS), "no shipped rulesets found"
+    assert not gaps, "rules without a golden case on each side of their condition:\n" + "\n".join(
+        str(gap) for gap in gaps
     )
 
 
 # ------------------------------------------------------------------------------------------
 # Snapshot of the seed patient's whole result
 
-_MASKS: dict[tuple[str, ...], str] = {("ruleset", "content_hash"): "<hash>"}
+def masked(result: Evaluation | Assessment) -> dict[str, Any]:
+    """The result as JSON data with every content hash replaced by ``<hash>``."""
 
+    def mask(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: "<hash>" if k == "content_hash" else mask(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [mask(item) for item in node]
+        return node
 
-def masked(evaluation: Evaluation) -> dict[str, Any]:
-    """The result as JSON data with volatile fields replaced by placeholders."""
-    data = evaluation.to_dict()
-    for path, placeholder in _MASKS.items():
-        target = data
-        for part in path[:-1]:
-            target = target[part]
-        target[path[-1]] = placeholder
+    data: dict[str, Any] = mask(result.to_dict())
     return data
 
 
@@ -402,7 +235,7 @@ def _snapshot_text(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def check_snapshot(name: str, produce: Callable[[], Evaluation]) -> None:
+def check_snapshot(name: str, produce: Callable[[], Evaluation | Assessment]) -> None:
     path = SNAPSHOTS / f"{name}.json"
     shown = path.relative_to(REPO).as_posix()
     actual = _snapshot_text(masked(produce()))
@@ -427,5 +260,5 @@ def check_snapshot(name: str, produce: Callable[[], Evaluation]) -> None:
 
 
 def test_seed_result_matches_snapshot() -> None:
-    evaluator = evaluator_for(RULESETS / "eligibility.yaml")
-    check_snapshot("seed", lambda: evaluator.evaluate(load_patient(SEED_PATIENT)))
+    assessor = assessor_for(RULESETS / "protocol.yaml", "screening")
+    check_snapshot("seed", lambda: assessor.assess(load_patient(SEED_PATIENT)))

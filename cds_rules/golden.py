@@ -1,0 +1,331 @@
+"""Golden cases: clinical expectations kept as data files, run and checked for coverage.
+
+A case file names a profile of the protocol (``profile: screening``) or a single ruleset
+(``ruleset: eligibility``), a patient fixture, an optional patch, and what the result must show:
+the decision, the gate decision, per-drug verdicts, rules that must and must not fire, criteria,
+missing data and message fragments (format: ``tests/golden/README.md``). Adding a clinical case
+means adding a file. ``cds-rules test`` runs every case; ``--coverage`` also lists every rule of
+the shipped rulesets that no case fires, or that no case shows not firing, and fails if any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .api import evaluator_for
+from .errors import CdsRulesError
+from .evaluation import Evaluation
+from .facts import PatientFacts, parse_patient
+from .protocol import Assessment, assessor_for, load_protocol
+from .spec import Outcome
+from .yamlio import load_yaml_text
+
+__all__ = [
+    "CaseFile",
+    "CoverageGap",
+    "Expected",
+    "GoldenCase",
+    "Mode",
+    "coverage_gaps",
+    "discover",
+    "evaluate_case",
+    "merge",
+    "problems_with",
+    "shipped_rules",
+]
+
+Mode = Literal["durable", "reference", "cross_check"]
+CriterionStatus = Literal["established", "not_established", "unknown"]
+Result = Evaluation | Assessment
+
+
+class _CaseModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Expected(_CaseModel):
+    """What a case requires of the result; every key but ``decision`` is optional."""
+
+    decision: Outcome
+    #: Pre-session gate decision (gate profile only).
+    gate: Literal["PROCEED", "HOLD", "INELIGIBLE"] | None = None
+    #: Rules whose findings must be among those holding or stopping the session (gate only).
+    blocking: tuple[str, ...] = ()
+    #: Per-drug verdict: drug -> outcome (a profile only).
+    drugs: dict[str, Outcome] = Field(default_factory=dict)
+    #: Single-drug pathways that must be offered / must not be offered (a profile only).
+    pathways: tuple[str, ...] = ()
+    not_pathways: tuple[str, ...] = ()
+    #: Rules that must fire with certainty.
+    fired: tuple[str, ...] = ()
+    #: Rules that must not fire (they may still be reported as missing data).
+    not_fired: tuple[str, ...] = ()
+    #: Criterion fact -> status.
+    criteria: dict[str, CriterionStatus] = Field(default_factory=dict)
+    #: Rule -> paths it must report as missing (the rule may report more).
+    missing: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: Paths that no rule may report as missing.
+    not_missing: tuple[str, ...] = ()
+    #: Rule -> fragment(s) that one of its findings' messages must contain.
+    message_contains: dict[str, str | tuple[str, ...]] = Field(default_factory=dict)
+
+
+class GoldenCase(_CaseModel):
+    case: str
+    title: str
+    source: str
+    #: Exactly one of: a profile of ``rulesets/protocol.yaml``, or one ruleset file's stem.
+    profile: str | None = None
+    ruleset: str | None = None
+    #: Patient file, relative to the repository root.
+    patient: str
+    #: Deep merge onto the patient: mappings merge, lists and scalars (including null) replace.
+    patch: dict[str, Any] | None = None
+    expected: Expected
+    #: A known defect outside the case: the case is expected to fail.
+    xfail: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> GoldenCase:
+        if (self.profile is None) == (self.ruleset is None):
+            raise ValueError("give exactly one of `profile` and `ruleset`")
+        if self.ruleset is not None and (
+            self.expected.gate or self.expected.drugs or self.expected.pathways
+        ):
+            raise ValueError("`gate`, `drugs` and `pathways` need a `profile`")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.profile or self.ruleset or ""
+
+
+@dataclass(frozen=True)
+class CaseFile:
+    """A case file, loaded or not; ``error`` says why a file could not be read as a case."""
+
+    path: Path
+    name: str
+    case: GoldenCase | None
+    error: str | None
+
+
+def _load_case(path: Path, repo: Path, rulesets: Path, profiles: Iterable[str]) -> CaseFile:
+    name = path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
+    try:
+        data = load_yaml_text(path.read_text(encoding="utf-8"), name).data
+        case = GoldenCase.model_validate(data)
+    except CdsRulesError as error:
+        return CaseFile(path, name, None, str(error))
+    except ValidationError as error:
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '(top)'}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+        return CaseFile(path, name, None, details)
+    problems = []
+    if case.case != path.stem:
+        problems.append(f"`case: {case.case}` differs from the file name `{path.stem}`")
+    if case.target != path.parent.name:
+        problems.append(f"`{case.target}` differs from the directory `{path.parent.name}`")
+    if case.ruleset is not None and not (rulesets / f"{case.ruleset}.yaml").is_file():
+        problems.append(f"no ruleset file {case.ruleset}.yaml")
+    if case.profile is not None and case.profile not in profiles:
+        problems.append(f"no profile `{case.profile}` in protocol.yaml")
+    if not (repo / case.patient).is_file():
+        problems.append(f"no patient file `{case.patient}`")
+    if problems:
+        return CaseFile(path, name, None, "; ".join(problems))
+    return CaseFile(path, name, case, None)
+
+
+def discover(cases_dir: Path, repo: Path, rulesets: Path) -> list[CaseFile]:
+    """Every ``<target>/<case>.yaml`` under ``cases_dir``, loaded and checked."""
+    profiles = tuple(load_protocol(rulesets / "protocol.yaml").profiles)
+    return [
+        _load_case(path, repo, rulesets, profiles)
+        for path in sorted(cases_dir.glob("*/*.yaml"))
+        if path.parent.name != "snapshots"
+    ]
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """``patch`` deep-merged onto ``base`` as a new value (neither argument is changed)."""
+    if isinstance(base, Mapping) and isinstance(patch, Mapping):
+        merged = dict(base)
+        for key, value in patch.items():
+            merged[key] = merge(base[key], value) if key in base else value
+        return merged
+    return patch
+
+
+def patient_of(case_file: CaseFile, repo: Path) -> PatientFacts:
+    """The case's patient: the fixture's data, patched, validated as from the case file."""
+    case = case_file.case
+    assert case is not None
+    fixture = repo / case.patient
+    data = load_yaml_text(fixture.read_text(encoding="utf-8"), case.patient).data
+    if case.patch is not None:
+        data = merge(data, case.patch)
+    return parse_patient(data, source=case_file.name)
+
+
+def evaluate_case(case_file: CaseFile, mode: Mode, repo: Path, rulesets: Path) -> Result:
+    """Run one case with one evaluator (``cross_check``: durable checked by the reference)."""
+    case = case_file.case
+    assert case is not None
+    engine: Literal["durable", "reference"] = "reference" if mode == "reference" else "durable"
+    cross_check = mode == "cross_check"
+    facts = patient_of(case_file, repo)
+    if case.profile is not None:
+        assessor = assessor_for(
+            rulesets / "protocol.yaml", case.profile, engine=engine, cross_check=cross_check
+        )
+        return assessor.assess(facts)
+    evaluator = evaluator_for(
+        rulesets / f"{case.ruleset}.yaml", engine=engine, cross_check=cross_check
+    )
+    return evaluator.evaluate(facts)
+
+
+def fired_rules(result: Result) -> list[str]:
+    if isinstance(result, Assessment):
+        return list(result.fired_rules())
+    return [rule.rule_id for rule in result.fired]
+
+
+def describe(result: Result) -> str:
+    """The parts of a result a reader needs to see why a case failed."""
+    lines = [f"  decision: {result.decision.value} ({result.engine})"]
+    if isinstance(result, Assessment):
+        if result.gate is not None:
+            lines.append(f"  gate: {result.gate.decision}")
+        lines.append("  drugs: " + ", ".join(f"{d.drug}={d.outcome.value}" for d in result.drugs))
+        if result.pathways:
+            lines.append("  pathways: " + ", ".join(p.id for p in result.pathways))
+    lines.append("  fired: " + (", ".join(fired_rules(result)) or "none"))
+    lines.append("  missing:" + ("" if result.missing else " none"))
+    lines += [f"    {m.rule_id}: {', '.join(m.paths) or '(no paths)'}" for m in result.missing]
+    lines.append("  criteria: " + ", ".join(f"{c.fact}={c.status}" for c in result.criteria))
+    lines.append("  findings:")
+    lines += [f"    {f.outcome.value} {f.rule_id}: {f.message}" for f in result.findings]
+    return "\n".join(lines)
+
+
+def problems_with(expected: Expected, result: Result) -> list[str]:
+    """Every way ``result`` falls short of ``expected``."""
+    problems = []
+    if result.decision != expected.decision:
+        problems.append(f"decision is {result.decision.value}, expected {expected.decision.value}")
+    if isinstance(result, Assessment):
+        gate = result.gate
+        if expected.gate is not None and (gate is None or gate.decision != expected.gate):
+            problems.append(
+                f"gate is {gate.decision if gate else 'absent'}, expected {expected.gate}"
+            )
+        blocking = {f.rule_id for f in gate.blocking} if gate else set()
+        problems += [
+            f"{rule} does not hold the session" for rule in expected.blocking if rule not in blocking
+        ]
+        verdicts = {verdict.drug: verdict.outcome for verdict in result.drugs}
+        for drug, outcome in expected.drugs.items():
+            actual = verdicts.get(drug)
+            if actual != outcome:
+                shown = actual.value if actual else "absent"
+                problems.append(f"{drug} verdict is {shown}, expected {outcome.value}")
+        offered = {pathway.id for pathway in result.pathways}
+        problems += [f"pathway {p} is not offered" for p in expected.pathways if p not in offered]
+        problems += [f"pathway {p} is offered" for p in expected.not_pathways if p in offered]
+    fired = set(fired_rules(result))
+    problems += [f"{rule} did not fire" for rule in expected.fired if rule not in fired]
+    problems += [f"{rule} fired but must not" for rule in expected.not_fired if rule in fired]
+    statuses = {criterion.fact: criterion.status for criterion in result.criteria}
+    for fact, status in expected.criteria.items():
+        actual_status = statuses.get(fact, "absent")
+        if actual_status != status:
+            problems.append(f"criterion {fact} is {actual_status}, expected {status}")
+    missing: dict[str, list[str]] = {}
+    for entry in result.missing:
+        missing.setdefault(entry.rule_id, []).extend(entry.paths)
+    for rule, paths in expected.missing.items():
+        if rule not in missing:
+            problems.append(f"{rule} is not reported as missing data (expected {', '.join(paths)})")
+            continue
+        problems += [
+            f"{rule} does not report `{path}` missing (reports {', '.join(missing[rule])})"
+            for path in paths
+            if path not in missing[rule]
+        ]
+    for path in expected.not_missing:
+        reporters = [rule for rule, paths in missing.items() if path in paths]
+        if reporters:
+            problems.append(f"`{path}` is reported missing by {', '.join(reporters)}")
+    for rule, fragments in expected.message_contains.items():
+        messages = [finding.message for finding in result.findings if finding.rule_id == rule]
+        for fragment in (fragments,) if isinstance(fragments, str) else fragments:
+            if not any(fragment in message for message in messages):
+                problems.append(
+                    f"no {rule} finding contains {fragment!r} (messages: {messages or 'none'})"
+                )
+    return problems
+
+
+def shipped_rules(rulesets: Path) -> dict[str, tuple[str, ...]]:
+    """Rule ids of every ruleset file the protocol's profiles use, by file stem."""
+    protocol = load_protocol(rulesets / "protocol.yaml")
+    names = dict.fromkeys(name for p in protocol.profiles.values() for name in p.rulesets)
+    result: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        compiled = evaluator_for(rulesets / name, engine="reference").compiled
+        result[Path(name).stem] = tuple(rule.id for rule in compiled.rules)
+    return result
+
+
+@dataclass(frozen=True)
+class CoverageGap:
+    ruleset: str
+    rule: str
+    #: ``fired`` (no case fires it) and/or ``not_fired`` (no case shows it not firing).
+    missing: tuple[str, ...]
+
+    def __str__(self) -> str:
+        sides = " or ".join(self.missing)
+        return f"{self.ruleset} {self.rule}: in no golden case's {sides}"
+
+
+def coverage_gaps(cases: Iterable[GoldenCase], rulesets: Path) -> list[CoverageGap]:
+    """Rules of the shipped rulesets that no case fires, or that no case shows not firing.
+
+    A case covers the rules of its ruleset, or of every ruleset in its profile. Cases marked
+    ``xfail`` prove nothing and do not count.
+    """
+    protocol = load_protocol(rulesets / "protocol.yaml")
+    fired: dict[str, set[str]] = {}
+    not_fired: dict[str, set[str]] = {}
+    for case in cases:
+        if case.xfail is not None:
+            continue
+        targets = (
+            [Path(name).stem for name in protocol.profiles[case.profile].rulesets]
+            if case.profile is not None and case.profile in protocol.profiles
+            else [case.ruleset or ""]
+        )
+        for target in targets:
+            fired.setdefault(target, set()).update(case.expected.fired)
+            not_fired.setdefault(target, set()).update(case.expected.not_fired)
+    gaps = []
+    for ruleset, rules in shipped_rules(rulesets).items():
+        for rule in rules:
+            sides = tuple(
+                side
+                for side, seen in (("fired", fired), ("not_fired", not_fired))
+                if rule not in seen.get(ruleset, set())
+            )
+            if sides:
+                gaps.append(CoverageGap(ruleset, rule, sides))
+    return gaps
