@@ -1,4 +1,4 @@
-"""Convenience entry points: compile a ruleset file, screen a patient, find the defaults."""
+"""Convenience entry points: screen a patient, check a session, compile, find the defaults."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from .compiler import CompiledRuleset, compile_ruleset
 from .evaluation import Evaluation, Evaluator
 from .facts import PatientFacts, load_patient
 from .loader import load_ruleset
+from .protocol import Assessment, assessor_for
 
 __all__ = [
+    "DEFAULT_PROTOCOL",
     "DEFAULT_RULESET",
+    "check_session",
     "compile_file",
     "default_rulesets_dir",
     "evaluator_for",
@@ -22,6 +25,8 @@ __all__ = [
 
 #: The eligibility ruleset, relative to the rulesets directory.
 DEFAULT_RULESET = "eligibility.yaml"
+#: The protocol (drugs, tables, profiles), relative to the rulesets directory.
+DEFAULT_PROTOCOL = "protocol.yaml"
 
 
 def default_rulesets_dir() -> Path:
@@ -61,11 +66,25 @@ def evaluator_for(
 
 def screen(
     patient: PatientFacts | Path | str,
-    ruleset: Path | str | None = None,
     *,
+    protocol: Path | str | None = None,
     engine: Literal["durable", "reference"] = "durable",
     cross_check: bool = False,
-) -> Evaluation:
-    """Screen one patient (a validated ``PatientFacts`` or a YAML/JSON file path)."""
+) -> Assessment:
+    """Screen one patient (a ``PatientFacts`` or a YAML/JSON path) with the screening profile."""
     facts = patient if isinstance(patient, PatientFacts) else load_patient(patient)
-    return evaluator_for(ruleset, engine=engine, cross_check=cross_check).evaluate(facts)
+    path = Path(protocol) if protocol else default_rulesets_dir() / DEFAULT_PROTOCOL
+    return assessor_for(path, "screening", engine=engine, cross_check=cross_check).assess(facts)
+
+
+def check_session(
+    patient: PatientFacts | Path | str,
+    *,
+    protocol: Path | str | None = None,
+    engine: Literal["durable", "reference"] = "durable",
+    cross_check: bool = False,
+) -> Assessment:
+    """The pre-session gate for a patient whose facts include today's ``session`` block."""
+    facts = patient if isinstance(patient, PatientFacts) else load_patient(patient)
+    path = Path(protocol) if protocol else default_rulesets_dir() / DEFAULT_PROTOCOL
+    return assessor_for(path, "gate", engine=engine, cross_check=cross_check).assess(facts)

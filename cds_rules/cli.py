@@ -1,7 +1,9 @@
 """The ``cds-rules`` command line: a thin adapter from files and flags to the core.
 
-Exit codes: 0 ELIGIBLE, 3 NEEDS_REVIEW, 4 CANNOT_EVALUATE, 5 INELIGIBLE (the decision);
-2 bad input or usage, 6 ruleset errors, 7 engine failure (no decision). Errors are printed as
+Exit codes: ``screen``: 0 ELIGIBLE, 3 NEEDS_REVIEW, 4 CANNOT_EVALUATE, 5 INELIGIBLE;
+``gate``: 0 PROCEED, 8 HOLD, 5 INELIGIBLE; ``test``: 0 all cases pass (and, with
+``--coverage``, every rule covered), 1 otherwise. For every command: 2 bad input or usage,
+6 ruleset errors, 7 engine failure (no decision). Errors are printed as
 ``place: code: message``, never as a traceback.
 """
 
@@ -21,11 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .api import DEFAULT_RULESET, default_rulesets_dir, evaluator_for
+from .api import DEFAULT_PROTOCOL, default_rulesets_dir, evaluator_for
 from .errors import CdsRulesError, EngineError, InputError, Location, RulesetError
-from .evaluation import Evaluation
-from .facts import load_patient
+from .evaluation import Evaluation, Finding, MissingData
+from .facts import PatientFacts, load_patient
 from .loader import load_rulesets
+from .protocol import Assessment, assessor_for, compile_profile, load_protocol
 from .spec import Outcome
 
 __all__ = ["EXIT_CODES", "app", "main"]
@@ -36,6 +39,8 @@ EXIT_CODES = {
     Outcome.CANNOT_EVALUATE: 4,
     Outcome.INELIGIBLE: 5,
 }
+GATE_EXIT_CODES = {"PROCEED": 0, "HOLD": 8, "INELIGIBLE": 5}
+EXIT_TEST_FAILED = 1
 EXIT_INPUT_ERROR = 2
 EXIT_RULESET_ERROR = 6
 EXIT_ENGINE_ERROR = 7
@@ -43,6 +48,7 @@ EXIT_ENGINE_ERROR = 7
 _STYLE = {
     Outcome.ELIGIBLE: "bold green",
     Outcome.NEEDS_REVIEW: "bold yellow",
+    Outcome.HOLD: "bold magenta",
     Outcome.CANNOT_EVALUATE: "bold magenta",
     Outcome.INELIGIBLE: "bold red",
     Outcome.INFO: "dim",
@@ -172,23 +178,9 @@ def _print_evaluation(evaluation: Evaluation, patient_file: str) -> None:
     )
 
 
-@app.command()
-def screen(
-    patient_file: Annotated[Path, typer.Argument(help="Patient facts, YAML or JSON.")],
-    ruleset: Annotated[Path | None, typer.Option(help="Ruleset file.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    cross_check: Annotated[
-        bool,
-        typer.Option(
-            "--cross-check", help="Also run the reference evaluator; fail if they disagree."
-        ),
-    ] = False,
-    engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
-) -> None:
-    """Screen one patient for eligibility and print the decision with its reasons."""
-    ruleset_path = ruleset or default_rulesets_dir() / DEFAULT_RULESET
+def _load_facts(patient_file: Path, as_json: bool) -> PatientFacts:
     try:
-        facts = load_patient(patient_file)
+        return load_patient(patient_file)
     except InputError as error:
         _fail(error, EXIT_INPUT_ERROR, as_json)
     except OSError as error:
@@ -197,20 +189,195 @@ def screen(
             EXIT_INPUT_ERROR,
             as_json,
         )
-    try:
-        evaluator = evaluator_for(ruleset_path, engine=engine.value, cross_check=cross_check)
-    except RulesetError as error:
+
+
+def _ruleset_failure(path: Path, error: Exception, as_json: bool) -> NoReturn:
+    if isinstance(error, RulesetError):
         _fail(error, EXIT_RULESET_ERROR, as_json)
-    except OSError as error:
-        _fail(
-            RulesetError(
-                "unreadable_file",
-                f"cannot read ruleset `{ruleset_path}`: {(error.strerror or str(error)).lower()}",
-                Location(file=str(ruleset_path)),
-            ),
-            EXIT_RULESET_ERROR,
-            as_json,
+    reason = getattr(error, "strerror", None) or str(error)
+    _fail(
+        RulesetError(
+            "unreadable_file",
+            f"cannot read ruleset `{path}`: {reason.lower()}",
+            Location(file=str(path)),
+        ),
+        EXIT_RULESET_ERROR,
+        as_json,
+    )
+
+
+def _assess(
+    patient_file: Path,
+    protocol: Path | None,
+    profile: str,
+    engine: EngineChoice,
+    cross_check: bool,
+    as_json: bool,
+) -> Assessment:
+    facts = _load_facts(patient_file, as_json)
+    protocol_path = protocol or default_rulesets_dir() / DEFAULT_PROTOCOL
+    try:
+        assessor = assessor_for(
+            protocol_path, profile, engine=engine.value, cross_check=cross_check
         )
+    except (RulesetError, OSError) as error:
+        _ruleset_failure(protocol_path, error, as_json)
+    try:
+        return assessor.assess(facts)
+    except InputError as error:
+        _fail(error, EXIT_INPUT_ERROR, as_json)
+    except EngineError as error:
+        _fail(error, EXIT_ENGINE_ERROR, as_json)
+
+
+def _print_finding(console: Console, finding: Finding, indent: str = "  ") -> None:
+    sources = ", ".join(finding.sources)
+    evidence = finding.evidence.value if finding.evidence else "-"
+    drugs = f" [{'/'.join(finding.drugs)}]" if finding.drugs else ""
+    console.print(
+        f"{indent}[{_STYLE[finding.outcome]}]{finding.outcome.value:<15}[/] "
+        f"[bold]{finding.rule_id}[/bold]{escape(drugs)} {escape(finding.message)} "
+        f"[dim]({sources}; evidence {evidence})[/dim]"
+    )
+
+
+def _print_missing(console: Console, missing: tuple[MissingData, ...]) -> None:
+    shown = [m for m in missing if m.paths]
+    if not shown:
+        return
+    console.print("\n[bold]Missing or incomplete data[/bold]")
+    for item in shown:
+        effect = item.outcome.value if item.outcome else "for information"
+        console.print(
+            f"  [bold]{item.rule_id}[/bold] needs {', '.join(item.paths)} [dim]({effect})[/dim]"
+        )
+        for detail in item.details:
+            console.print(f"      {escape(detail)}")
+
+
+def _print_assessment(assessment: Assessment, patient_file: str) -> None:
+    console = _console()
+    decision = assessment.decision
+    gate = assessment.gate
+    if gate is not None:
+        style = {"PROCEED": "bold green", "HOLD": "bold magenta", "INELIGIBLE": "bold red"}
+        console.print(
+            f"[{style[gate.decision]}]{gate.decision}[/]  session {gate.session}  "
+            f"{escape(patient_file)}"
+        )
+    else:
+        console.print(f"[{_STYLE[decision]}]{decision.value}[/]  {escape(patient_file)}")
+    console.print("\n[bold]Drugs[/bold]")
+    for verdict in assessment.drugs:
+        label = (
+            "no contraindication found"
+            if verdict.outcome == Outcome.ELIGIBLE
+            else verdict.outcome.value
+        )
+        reasons = ", ".join(dict.fromkeys(f.rule_id for f in verdict.reasons))
+        console.print(
+            f"  {escape(verdict.title):<24} [{_STYLE[verdict.outcome]}]{label}[/]"
+            + (f" [dim]({reasons})[/dim]" if reasons else "")
+        )
+    for pathway in assessment.pathways:
+        console.print(
+            f"  [{_STYLE[pathway.outcome]}]{pathway.pathway}: {pathway.outcome.value}[/] "
+            f"[bold]{pathway.id}[/bold] {escape(pathway.message)}"
+        )
+    if gate is not None:
+        if gate.blocking:
+            heading = "Stops the course" if gate.decision == "INELIGIBLE" else "Holds the session"
+            console.print(f"\n[bold]{heading}[/bold]")
+            for finding in gate.blocking:
+                _print_finding(console, finding)
+        if gate.reviewed:
+            console.print("\n[bold]Reviewed before this session[/bold]")
+            for item in gate.reviewed:
+                subject = f" ({escape(item.subject)})" if item.subject else ""
+                console.print(
+                    f"  [bold]{item.rule_id}[/bold]{subject} by {escape(item.reviewer)} "
+                    f"at {item.at.isoformat()}"
+                )
+    else:
+        reasons = [f for f in assessment.findings if f.outcome != Outcome.INFO]
+        if reasons:
+            console.print("\n[bold]Reasons[/bold]")
+            for finding in reasons:
+                _print_finding(console, finding)
+    _print_missing(console, assessment.missing)
+    if assessment.criteria:
+        table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("criterion")
+        table.add_column("status")
+        table.add_column("rules")
+        for criterion in assessment.criteria:
+            colour = (
+                "green"
+                if criterion.status == "established"
+                else ("magenta" if criterion.status == "unknown" else "red")
+            )
+            table.add_row(
+                escape(criterion.title),
+                f"[{colour}]{criterion.status}[/]",
+                ", ".join(criterion.established_by),
+            )
+        console.print("\n[bold]Criteria[/bold]")
+        console.print(table)
+    notes = [f for f in assessment.findings if f.outcome == Outcome.INFO]
+    if notes:
+        console.print("\n[bold]Also noted[/bold]")
+        for finding in notes:
+            console.print(
+                f"  [bold]{finding.rule_id}[/bold] {escape(finding.message)} "
+                f"[dim]({', '.join(finding.sources)})[/dim]"
+            )
+    checked = "; cross-checked with the reference evaluator" if assessment.cross_checked else ""
+    rulesets = ", ".join(
+        f"{e.ruleset.id} {e.ruleset.version}" for e in assessment.evaluations
+    )
+    protocol = assessment.protocol
+    console.print(
+        f"\n[dim]protocol {protocol.id} {protocol.version} {protocol.content_hash}; "
+        f"profile {assessment.profile} ({rulesets}); "
+        f"{assessment.engine}{checked}; as of {assessment.as_of.isoformat()}[/dim]"
+    )
+
+
+_CROSS_CHECK_HELP = "Also run the reference evaluator; fail if they disagree."
+
+
+@app.command()
+def screen(
+    patient_file: Annotated[Path, typer.Argument(help="Patient facts, YAML or JSON.")],
+    ruleset: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate this one ruleset file instead of the screening profile."),
+    ] = None,
+    protocol: Annotated[
+        Path | None, typer.Option(help="Protocol file (default: rulesets/protocol.yaml).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
+    engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+) -> None:
+    """Screen one patient for eligibility and print the decision with its reasons.
+
+    The screening profile checks the diagnosis, refractory status, work-up, both drugs'
+    contraindications and interactions, and the pre-infusion tests, with a verdict per drug.
+    """
+    if ruleset is None:
+        assessment = _assess(patient_file, protocol, "screening", engine, cross_check, as_json)
+        with _reader_may_stop_early():
+            if as_json:
+                print(assessment.to_json())
+            else:
+                _print_assessment(assessment, str(patient_file))
+        raise typer.Exit(EXIT_CODES.get(assessment.decision, EXIT_CODES[Outcome.CANNOT_EVALUATE]))
+    facts = _load_facts(patient_file, as_json)
+    try:
+        evaluator = evaluator_for(ruleset, engine=engine.value, cross_check=cross_check)
+    except (RulesetError, OSError) as error:
+        _ruleset_failure(ruleset, error, as_json)
     try:
         evaluation = evaluator.evaluate(facts)
     except EngineError as error:
@@ -220,7 +387,47 @@ def screen(
             print(evaluation.to_json())
         else:
             _print_evaluation(evaluation, str(patient_file))
-    raise typer.Exit(EXIT_CODES[evaluation.decision])
+    raise typer.Exit(EXIT_CODES.get(evaluation.decision, EXIT_CODES[Outcome.CANNOT_EVALUATE]))
+
+
+@app.command()
+def gate(
+    patient_file: Annotated[
+        Path, typer.Argument(help="Patient facts with today's `session` block, YAML or JSON.")
+    ],
+    protocol: Annotated[
+        Path | None, typer.Option(help="Protocol file (default: rulesets/protocol.yaml).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
+    engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+) -> None:
+    """Check before a daily session: PROCEED, HOLD or INELIGIBLE, with the reasons.
+
+    Every contraindication and interaction is re-checked against today's facts, then today's
+    vitals, sedation, new symptoms, pregnancy test, weight and readiness.
+    """
+    assessment = _assess(patient_file, protocol, "gate", engine, cross_check, as_json)
+    assert assessment.gate is not None
+    with _reader_may_stop_early():
+        if as_json:
+            print(assessment.to_json())
+        else:
+            _print_assessment(assessment, str(patient_file))
+    raise typer.Exit(GATE_EXIT_CODES[assessment.gate.decision])
+
+
+def _kind_of_file(path: Path) -> str:
+    """``protocol``, ``table`` or ``ruleset``, from the file's first top-level key."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line[:1].isalpha():
+                    key = line.split(":", 1)[0].strip()
+                    return {"protocol": "protocol", "table": "table"}.get(key, "ruleset")
+    except (OSError, UnicodeDecodeError):
+        pass
+    return "ruleset"
 
 
 @app.command()
@@ -231,7 +438,11 @@ def check(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print errors as JSON.")] = False,
 ) -> None:
-    """Load and compile rulesets; report every error of every file, exit non-zero on any."""
+    """Load and compile rulesets; report every error of every file, exit non-zero on any.
+
+    A protocol file is checked with its terminology tables and every profile's rulesets, each
+    compiled against the tables; tables are checked through the protocol that names them.
+    """
     from .compiler import compile_ruleset
 
     files: list[Path] = []
@@ -240,46 +451,169 @@ def check(
             files.extend(sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")))
         else:
             files.append(path)
-    loaded, errors = load_rulesets(files)
-    compiled = []
-    for item in loaded:
+    protocols = [f for f in files if _kind_of_file(f) == "protocol"]
+    covered: set[Path] = set()
+    errors: list[CdsRulesError] = []
+    rows: list[dict[str, object]] = []
+    for protocol_file in protocols:
         try:
-            compiled.append(compile_ruleset(item))
+            spec = load_protocol(protocol_file)
         except RulesetError as error:
             errors.extend(getattr(error, "errors", [error]))
+            continue
+        for name in spec.profiles:
+            try:
+                profile = compile_profile(protocol_file, name)
+            except RulesetError as error:
+                errors.extend(e for e in getattr(error, "errors", [error]) if e not in errors)
+                continue
+            for compiled in profile.rulesets:
+                file = Path(compiled.file or "")
+                covered.add(file.resolve())
+                if not any(row["file"] == compiled.file for row in rows):
+                    rows.append(
+                        {
+                            "file": compiled.file,
+                            "id": compiled.id,
+                            "version": compiled.version,
+                            "content_hash": compiled.content_hash,
+                            "rules": len(compiled.rules),
+                        }
+                    )
+            rows.append(
+                {
+                    "file": str(protocol_file),
+                    "id": f"{spec.protocol}/{name}",
+                    "version": spec.version,
+                    "content_hash": profile.protocol.content_hash,
+                    "rules": sum(len(c.rules) for c in profile.rulesets),
+                }
+            )
+    others = [
+        f
+        for f in files
+        if _kind_of_file(f) == "ruleset" and f.resolve() not in covered
+    ]
+    loaded, load_errors = load_rulesets(others)
+    errors.extend(load_errors)
+    for item in loaded:
+        try:
+            compiled = compile_ruleset(item)
+        except RulesetError as error:
+            errors.extend(getattr(error, "errors", [error]))
+            continue
+        rows.append(
+            {
+                "file": compiled.file,
+                "id": compiled.id,
+                "version": compiled.version,
+                "content_hash": compiled.content_hash,
+                "rules": len(compiled.rules),
+            }
+        )
     if errors:
         _fail(list(errors), EXIT_RULESET_ERROR, as_json)
     if as_json:
         with _reader_may_stop_early():
-            print(
-                json.dumps(
-                    {
-                        "rulesets": [
-                            {
-                                "file": c.file,
-                                "id": c.id,
-                                "version": c.version,
-                                "content_hash": c.content_hash,
-                                "rules": len(c.rules),
-                            }
-                            for c in compiled
-                        ]
-                    },
-                    indent=2,
-                )
-            )
+            print(json.dumps({"rulesets": rows}, indent=2))
         return
     console = _console()
     with _reader_may_stop_early():
-        for c in compiled:
+        for row in rows:
             console.print(
-                f"[green]ok[/green] {escape(str(c.file))}: {c.id} {c.version}, "
-                f"{len(c.rules)} rules, {c.content_hash}"
+                f"[green]ok[/green] {escape(str(row['file']))}: {row['id']} {row['version']}, "
+                f"{row['rules']} rules, {row['content_hash']}"
             )
-        if not compiled:
+        if not rows:
             console.print("no ruleset files found")
-    if not compiled:
+    if not rows:
         raise typer.Exit(EXIT_RULESET_ERROR)
+
+
+@app.command("test")
+def run_tests(
+    cases: Annotated[
+        Path | None,
+        typer.Option(help="Golden cases directory (default: tests/golden beside the rulesets)."),
+    ] = None,
+    coverage: Annotated[
+        bool,
+        typer.Option(
+            "--coverage",
+            help="Also list every shipped rule that no case fires or no case shows not firing; "
+            "fail if any.",
+        ),
+    ] = False,
+    engine: Annotated[
+        EngineChoice | None,
+        typer.Option(help="Evaluator (default: durable-rules cross-checked by the reference)."),
+    ] = None,
+) -> None:
+    """Run the golden clinical cases and report each failure in a clinician's terms."""
+    from .golden import coverage_gaps, describe, discover, evaluate_case, problems_with
+
+    rulesets = default_rulesets_dir()
+    repo = rulesets.resolve().parent
+    cases_dir = cases or repo / "tests" / "golden"
+    console = _console()
+    if not cases_dir.is_dir():
+        _fail(
+            InputError(
+                "missing_directory",
+                f"no golden cases directory `{cases_dir}`",
+                Location(file=str(cases_dir)),
+            ),
+            EXIT_INPUT_ERROR,
+            as_json=False,
+        )
+    mode = "cross_check" if engine is None else engine.value
+    try:
+        found = discover(cases_dir, repo, rulesets)
+    except RulesetError as error:
+        _fail(error, EXIT_RULESET_ERROR, as_json=False)
+    failed = 0
+    valid = []
+    with _reader_may_stop_early():
+        for case_file in found:
+            if case_file.case is None:
+                failed += 1
+                console.print(f"[red]invalid[/red] {escape(case_file.name)}: {escape(str(case_file.error))}")
+                continue
+            valid.append(case_file.case)
+            try:
+                result = evaluate_case(case_file, mode, repo, rulesets)  # type: ignore[arg-type]
+            except CdsRulesError as error:
+                failed += 1
+                console.print(f"[red]error[/red] {escape(case_file.name)}: {escape(str(error))}")
+                continue
+            problems = problems_with(case_file.case.expected, result)
+            expected_failure = case_file.case.xfail is not None
+            if problems and not expected_failure:
+                failed += 1
+                console.print(f"[red]FAIL[/red] {escape(case_file.name)} ({escape(case_file.case.title)})")
+                for problem in problems:
+                    console.print(f"  - {escape(problem)}")
+                console.print(escape(describe(result)))
+            elif not problems and expected_failure:
+                failed += 1
+                console.print(
+                    f"[red]XPASS[/red] {escape(case_file.name)}: marked xfail "
+                    f"({escape(str(case_file.case.xfail))}) but passes"
+                )
+        console.print(
+            f"{len(found) - failed} of {len(found)} golden cases pass "
+            f"({'durable-rules cross-checked by the reference evaluator' if mode == 'cross_check' else mode})"
+        )
+        gaps = coverage_gaps(valid, rulesets) if coverage else []
+        if coverage:
+            if gaps:
+                console.print(f"[red]{len(gaps)} rules not covered[/red]:")
+                for gap in gaps:
+                    console.print(f"  {escape(str(gap))}")
+            else:
+                console.print("every rule of the shipped rulesets fires in one case and not in another")
+    if failed or gaps:
+        raise typer.Exit(EXIT_TEST_FAILED)
 
 
 @app.command()

@@ -327,6 +327,10 @@ def _fact_values(records: Sequence[Record], key: str) -> tuple[str, dict[str, An
     return None
 
 
+def _record_of(records: Sequence[Record], key: str) -> Record | None:
+    return records[int(key[1:])] if key.startswith("#") else None
+
+
 def _derived_values_from_key(key: str) -> tuple[str, dict[str, Any]]:
     brace = key.index("{")
     return key[:brace], json.loads(key[brace:])
@@ -437,7 +441,11 @@ def _unknown_paths(
                 continue
             if value is None:
                 paths.append(path)
-                details.append(f"`{path}` is not recorded")
+                record = _record_of(records, matched[alias])
+                details.append(
+                    f"`{path}` is not recorded"
+                    + (f": {record.absent}" if record is not None and record.placeholder else "")
+                )
             elif isinstance(value, Score) and not value.exact:
                 paths.append(path)
                 unknown = ", ".join(value.unknown_items)

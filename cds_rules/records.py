@@ -65,6 +65,8 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     fact_type: ClassVar[str]
+    #: What a placeholder record means, for a clinician ("no ECG on file").
+    absent: ClassVar[str] = "not recorded"
     #: True for a record that stands for an undocumented collection (e.g. prior trials
     #: ``null``): every field is unknown, so rules over it can only be UNKNOWN.
     placeholder: bool = False
@@ -120,6 +122,7 @@ class TrialRecord(Record):
     """One prior pharmacological trial for fibromyalgia."""
 
     fact_type: ClassVar[str] = "trial"
+    absent: ClassVar[str] = "prior fibromyalgia drug trials (`prior_trials`) are not recorded"
 
     drug: str | None = None
     dose_mg_per_day: float | None = None
@@ -132,6 +135,7 @@ class TherapyRecord(Record):
     """One prior non-pharmacological therapy."""
 
     fact_type: ClassVar[str] = "therapy"
+    absent: ClassVar[str] = "non-pharmacological therapies are not recorded"
 
     therapy: str | None = None
     supervised: bool | None = None
@@ -193,6 +197,7 @@ class EcgRecord(Record):
     """The latest 12-lead ECG on or before ``as_of``; a placeholder when there is none."""
 
     fact_type: ClassVar[str] = "ecg"
+    absent: ClassVar[str] = "no 12-lead ECG on file (`ecgs`)"
 
     age_days: float | None = None
     rhythm: (
@@ -246,6 +251,7 @@ class ConditionRecord(Record):
     """One problem-list entry, mapped to a concept of the condition table."""
 
     fact_type: ClassVar[str] = "condition"
+    absent: ClassVar[str] = "the problem list (`diagnoses`) is not recorded"
 
     #: A concept of ``conditions.yaml``, or ``unclassified``.
     concept: str | None = None
@@ -264,6 +270,7 @@ class AllergyRecord(Record):
     """One recorded allergy, one record per drug class of the substance."""
 
     fact_type: ClassVar[str] = "allergy"
+    absent: ClassVar[str] = "the allergy list (`allergies`) is not recorded"
 
     substance: str | None = None
     #: The drug-table ingredient, or ``unclassified``.
@@ -277,6 +284,7 @@ class MedicationRecord(Record):
     """One medication, one record per drug class of each of its ingredients."""
 
     fact_type: ClassVar[str] = "medication"
+    absent: ClassVar[str] = "the medication list (`current_medications`) is not recorded"
 
     drug: str | None = None
     #: The drug-table ingredient, or ``unclassified``.

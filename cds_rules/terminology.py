@@ -56,6 +56,7 @@ _NOISE_WORDS = frozenset(
     suspension syrup elixir drops patch patches cream gel ointment spray inhaler modified
     release mr sr xl er cr la prolonged extended immediate ir ec dispersible chewable
     film coated vial ampoule ampule iv im sc po daily nocte bd tds qds prn
+    mg mcg ug µg g ml l iu unit units mmol microgram micrograms milligram milligrams day
     """.split()
 )
 _STRENGTH = re.compile(r"^\d+(\.\d+)?(mg|mcg|ug|µg|g|ml|l|iu|units?|%|mmol)?$")
