@@ -1,4 +1,5 @@
-"""Screening speed: full pipeline, durable-rules alone and the reference evaluator alone.
+"""Screening speed: the screening profile and the pre-session gate end to end, and the
+eligibility ruleset alone (full pipeline, durable-rules alone, the reference evaluator alone).
 
 Generates N synthetic patients (seeded), then reports median and p99 microseconds per patient,
 patients per second, and the ratios. Measured, never asserted.
@@ -16,15 +17,30 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_rules.api import compile_file, default_rulesets_dir
+from cds_rules.api import DEFAULT_PROTOCOL, compile_file, default_rulesets_dir
 from cds_rules.evaluation import Evaluator
 from cds_rules.facts import PatientFacts, parse_patient
 from cds_rules.normalise import to_records
+from cds_rules.protocol import Assessor, compile_profile
 from cds_rules.scoring import WPI_SITES
 
 AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
 DRUGS = ["duloxetine", "pregabalin", "milnacipran", "amitriptyline", "cyclobenzaprine"]
 THERAPIES = ["structured_exercise", "cbt", "physiotherapy", "relaxation_therapy", "hydrotherapy"]
+MEDICATIONS = [
+    "duloxetine 60 mg",
+    "Lyrica",
+    "levothyroxine sodium 100 mcg",
+    "propranolol",
+    "omeprazole",
+    "sertraline",
+    "tramadol",
+    "fluvoxamine",
+    "ciprofloxacin",
+    "an unknown remedy",
+]
+DIAGNOSES = ["fibromyalgia", "hypothyroidism", "hypertension", "asthma", "migraine", "depression"]
+TAKEN = "2025-12-20T09:00:00+00:00"
 
 
 def synthetic_patient(rng: random.Random) -> dict[str, Any]:
@@ -92,7 +108,54 @@ def synthetic_patient(rng: random.Random) -> dict[str, Any]:
                 "taken_at": "2025-12-20T09:00:00+00:00",
             },
             {"test": "cbc", "interpretation": "normal", "taken_at": "2025-12-20T09:00:00+00:00"},
+            *(
+                {"test": test, "value": value, "unit": unit, "taken_at": TAKEN}
+                for test, value, unit in (
+                    ("potassium", rng.uniform(3.2, 5.8), "mmol/L"),
+                    ("sodium", rng.uniform(132, 146), "mmol/L"),
+                    ("magnesium", rng.uniform(0.6, 1.1), "mmol/L"),
+                    ("alt", rng.uniform(10, 150), "U/L"),
+                    ("ast", rng.uniform(10, 150), "U/L"),
+                    ("bilirubin", rng.uniform(3, 50), "umol/L"),
+                    ("albumin", rng.uniform(30, 50), "g/L"),
+                    ("creatinine", rng.uniform(50, 200), "umol/L"),
+                    ("egfr", rng.uniform(20, 110), "mL/min/1.73m2"),
+                )
+                if rng.random() < 0.95
+            ),
         ],
+        "current_medications": [
+            {"drug": name} for name in rng.sample(MEDICATIONS, rng.randint(0, 4))
+        ],
+        "diagnoses": [{"display": name} for name in rng.sample(DIAGNOSES, rng.randint(1, 3))],
+        "allergies": maybe([]),
+        "ecgs": [
+            {
+                "recorded_at": TAKEN,
+                "rhythm": rng.choice(["sinus", "sinus", "sinus", "atrial_fibrillation"]),
+                "av_block": rng.choice(["none", "none", "none", "first_degree"]),
+                "pr_ms": rng.uniform(120, 260),
+                "qrs_ms": rng.uniform(70, 130),
+                "qtc_ms": rng.uniform(390, 510),
+            }
+        ],
+        "pregnancy_tests": [{"result": "negative", "taken_at": "2025-12-31T09:00:00+00:00"}],
+        "session": {
+            "number": rng.randint(1, 7),
+            "vitals": {
+                "measured_at": "2025-12-31T23:50:00+00:00",
+                "systolic_bp_mmhg": rng.uniform(85, 170),
+                "diastolic_bp_mmhg": rng.uniform(55, 105),
+                "heart_rate_bpm": rng.uniform(45, 120),
+                "spo2_percent": rng.uniform(91, 100),
+                "on_room_air": True,
+                "respiratory_rate_per_min": rng.uniform(8, 26),
+            },
+            "poss": rng.randint(1, 2),
+            "rass": 0,
+            "new_symptoms": [],
+            "local_anaesthetic_blocks": [],
+        },
     }
 
 
@@ -144,13 +207,28 @@ def main() -> None:
     durable = Evaluator(compiled, engine="durable")
     reference = Evaluator(compiled, engine="reference")
     patients: list[PatientFacts] = [parse_patient(d) for d in documents]
-    records = [to_records(p) for p in patients]
+    records = [to_records(p, None) for p in patients]
     print(
         f"{args.patients} synthetic patients, ruleset {compiled.label}, one core, "
         f"best of {args.rounds} rounds"
     )
     print(f"calibration: a 1M-step Python loop takes {_calibration_ms():.1f} ms now\n")
     cross = Evaluator(compiled, cross_check=True)
+    protocol = default_rulesets_dir() / DEFAULT_PROTOCOL
+    screening = Assessor(compile_profile(protocol, "screening"))
+    gate = Assessor(compile_profile(protocol, "gate"))
+    profile = _measure(
+        "screening profile (validate+assess)",
+        documents,
+        lambda d: screening.assess(parse_patient(d)),
+        args.rounds,
+    )
+    daily = _measure(
+        "pre-session gate (validate+assess)",
+        documents,
+        lambda d: gate.assess(parse_patient(d)),
+        args.rounds,
+    )
     full = _measure(
         "full pipeline (validate+evaluate)",
         documents,
@@ -169,6 +247,8 @@ def main() -> None:
     print(f"durable / reference (median):       {engine['median'] / ref['median']:.2f}")
     print(f"full pipeline / durable (median):   {full['median'] / engine['median']:.2f}")
     print(f"cross-check / full pipeline:        {checked['median'] / full['median']:.2f}")
+    print(f"screening profile / eligibility:    {profile['median'] / full['median']:.2f}")
+    print(f"gate / screening profile:           {daily['median'] / profile['median']:.2f}")
 
 
 if __name__ == "__main__":

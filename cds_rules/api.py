@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from .compiler import CompiledRuleset, compile_ruleset
-from .evaluation import Evaluation, Evaluator
+from .evaluation import Evaluator
 from .facts import PatientFacts, load_patient
 from .loader import load_ruleset
 from .protocol import Assessment, assessor_for

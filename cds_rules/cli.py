@@ -299,10 +299,10 @@ def _print_assessment(assessment: Assessment, patient_file: str) -> None:
                     f"at {item.at.isoformat()}"
                 )
     else:
-        reasons = [f for f in assessment.findings if f.outcome != Outcome.INFO]
-        if reasons:
+        decisive = [f for f in assessment.findings if f.outcome != Outcome.INFO]
+        if decisive:
             console.print("\n[bold]Reasons[/bold]")
-            for finding in reasons:
+            for finding in decisive:
                 _print_finding(console, finding)
     _print_missing(console, assessment.missing)
     if assessment.criteria:
@@ -332,9 +332,7 @@ def _print_assessment(assessment: Assessment, patient_file: str) -> None:
                 f"[dim]({', '.join(finding.sources)})[/dim]"
             )
     checked = "; cross-checked with the reference evaluator" if assessment.cross_checked else ""
-    rulesets = ", ".join(
-        f"{e.ruleset.id} {e.ruleset.version}" for e in assessment.evaluations
-    )
+    rulesets = ", ".join(f"{e.ruleset.id} {e.ruleset.version}" for e in assessment.evaluations)
     protocol = assessment.protocol
     console.print(
         f"\n[dim]protocol {protocol.id} {protocol.version} {protocol.content_hash}; "
@@ -489,11 +487,7 @@ def check(
                     "rules": sum(len(c.rules) for c in profile.rulesets),
                 }
             )
-    others = [
-        f
-        for f in files
-        if _kind_of_file(f) == "ruleset" and f.resolve() not in covered
-    ]
+    others = [f for f in files if _kind_of_file(f) == "ruleset" and f.resolve() not in covered]
     loaded, load_errors = load_rulesets(others)
     errors.extend(load_errors)
     for item in loaded:
@@ -577,7 +571,9 @@ def run_tests(
         for case_file in found:
             if case_file.case is None:
                 failed += 1
-                console.print(f"[red]invalid[/red] {escape(case_file.name)}: {escape(str(case_file.error))}")
+                console.print(
+                    f"[red]invalid[/red] {escape(case_file.name)}: {escape(str(case_file.error))}"
+                )
                 continue
             valid.append(case_file.case)
             try:
@@ -590,7 +586,9 @@ def run_tests(
             expected_failure = case_file.case.xfail is not None
             if problems and not expected_failure:
                 failed += 1
-                console.print(f"[red]FAIL[/red] {escape(case_file.name)} ({escape(case_file.case.title)})")
+                console.print(
+                    f"[red]FAIL[/red] {escape(case_file.name)} ({escape(case_file.case.title)})"
+                )
                 for problem in problems:
                     console.print(f"  - {escape(problem)}")
                 console.print(escape(describe(result)))
@@ -600,10 +598,12 @@ def run_tests(
                     f"[red]XPASS[/red] {escape(case_file.name)}: marked xfail "
                     f"({escape(str(case_file.case.xfail))}) but passes"
                 )
-        console.print(
-            f"{len(found) - failed} of {len(found)} golden cases pass "
-            f"({'durable-rules cross-checked by the reference evaluator' if mode == 'cross_check' else mode})"
+        how = (
+            "durable-rules cross-checked by the reference evaluator"
+            if mode == "cross_check"
+            else mode
         )
+        console.print(f"{len(found) - failed} of {len(found)} golden cases pass ({how})")
         gaps = coverage_gaps(valid, rulesets) if coverage else []
         if coverage:
             if gaps:
@@ -611,7 +611,9 @@ def run_tests(
                 for gap in gaps:
                     console.print(f"  {escape(str(gap))}")
             else:
-                console.print("every rule of the shipped rulesets fires in one case and not in another")
+                console.print(
+                    "every rule of the shipped rulesets fires in one case and not in another"
+                )
     if failed or gaps:
         raise typer.Exit(EXIT_TEST_FAILED)
 

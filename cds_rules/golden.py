@@ -230,7 +230,9 @@ def problems_with(expected: Expected, result: Result) -> list[str]:
             )
         blocking = {f.rule_id for f in gate.blocking} if gate else set()
         problems += [
-            f"{rule} does not hold the session" for rule in expected.blocking if rule not in blocking
+            f"{rule} does not hold the session"
+            for rule in expected.blocking
+            if rule not in blocking
         ]
         verdicts = {verdict.drug: verdict.outcome for verdict in result.drugs}
         for drug, outcome in expected.drugs.items():

@@ -4,14 +4,17 @@ The output is always, in this order: one ``PatientRecord``, one ``AcrRecord``, o
 ``LabsRecord``, one ``EcgRecord``, then the ``TrialRecord`` values in input order, the
 ``TherapyRecord`` values, the ``ConditionRecord`` values, the ``AllergyRecord`` and
 ``MedicationRecord`` values (one per drug class), and a ``SessionRecord`` when a session is
-given. Ages of results and times since events are measured from ``as_of``. An undocumented collection (``null``) becomes one placeholder record
-whose fields are all unknown, so rules over it report UNKNOWN; a collection documented as
-empty (``[]``) produces no records, so rules over it simply do not match.
+given. Ages of results and times since events are measured from ``as_of``.
+
+An undocumented collection (``null``) becomes one placeholder record whose fields are all
+unknown, so rules over it report UNKNOWN; a collection documented as empty (``[]``) produces
+no records, so rules over it simply do not match.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from .facts import FibromyalgiaFacts, LabResult, PatientFacts, PregnancyTest, SessionFacts
 from .records import (
@@ -27,7 +30,6 @@ from .records import (
     TherapyRecord,
     TrialRecord,
 )
-from .terminology import Ingredient, Terminology
 from .scoring import (
     generalized_pain_regions,
     polysymptomatic_distress,
@@ -36,6 +38,7 @@ from .scoring import (
     symptom_severity_part_a,
     widespread_pain_index,
 )
+from .terminology import Ingredient, Terminology
 
 __all__ = ["to_records"]
 
@@ -211,7 +214,9 @@ def _session_record(session: SessionFacts, as_of: datetime) -> SessionRecord:
     readiness = session.readiness
     return SessionRecord(
         number=session.number,
-        vitals_age_minutes=None if vitals is None else (as_of - vitals.measured_at).total_seconds() / 60,
+        vitals_age_minutes=None
+        if vitals is None
+        else (as_of - vitals.measured_at).total_seconds() / 60,
         systolic_bp_mmhg=vitals.systolic_bp_mmhg if vitals else None,
         diastolic_bp_mmhg=vitals.diastolic_bp_mmhg if vitals else None,
         diastolic_recheck_mmhg=vitals.diastolic_recheck_mmhg if vitals else None,
@@ -247,7 +252,9 @@ def _session_record(session: SessionFacts, as_of: datetime) -> SessionRecord:
     )
 
 
-def _pregnancy_status(documented: str | None, latest: PregnancyTest | None) -> str | None:
+def _pregnancy_status(
+    documented: Literal["pregnant", "not_pregnant"] | None, latest: PregnancyTest | None
+) -> Literal["pregnant", "not_pregnant"] | None:
     """Pregnant if documented so or the latest test is positive (the more restrictive reading
     wins); else the documented status; else the latest test's result; else unknown. How old the
     test may be is a rule (PRE-06), not decided here."""
@@ -343,17 +350,19 @@ def _labs_record(facts: PatientFacts) -> LabsRecord:
         lab = latest.get(test)
         return None if lab is None else lab.interpretation == "abnormal"
 
-    return LabsRecord(
-        cbc=None if cbc is None else cbc.interpretation,
-        esr_mm_per_h=canonical("esr"),
-        crp_mg_per_l=canonical("crp"),
-        tsh_miu_per_l=canonical("tsh"),
-        ck_u_per_l=canonical("ck"),
-        esr_flagged_abnormal=flagged("esr"),
-        crp_flagged_abnormal=flagged("crp"),
-        tsh_flagged_abnormal=flagged("tsh"),
-        ck_flagged_abnormal=flagged("ck"),
-        **_pre_infusion_labs(latest, facts.as_of),
+    return LabsRecord.model_validate(
+        dict(
+            cbc=None if cbc is None else cbc.interpretation,
+            esr_mm_per_h=canonical("esr"),
+            crp_mg_per_l=canonical("crp"),
+            tsh_miu_per_l=canonical("tsh"),
+            ck_u_per_l=canonical("ck"),
+            esr_flagged_abnormal=flagged("esr"),
+            crp_flagged_abnormal=flagged("crp"),
+            tsh_flagged_abnormal=flagged("tsh"),
+            ck_flagged_abnormal=flagged("ck"),
+            **_pre_infusion_labs(latest, facts.as_of),
+        )
     )
 
 
@@ -378,5 +387,7 @@ def _pre_infusion_labs(latest: dict[str, LabResult], as_of: datetime) -> dict[st
         lab = latest.get(test)
         fields[value_field] = None if lab is None else lab.canonical_value()
         fields[f"{test}_age_days"] = None if lab is None else _days(lab.taken_at, as_of)
-        fields[f"{test}_flagged_abnormal"] = None if lab is None else lab.interpretation == "abnormal"
+        fields[f"{test}_flagged_abnormal"] = (
+            None if lab is None else lab.interpretation == "abnormal"
+        )
     return fields

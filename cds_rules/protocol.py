@@ -84,9 +84,7 @@ class ProtocolSpec(_Spec):
     terminology: TerminologySpec
     drugs: dict[Annotated[str, Field(pattern=NAME_PATTERN)], DrugSpec] = Field(min_length=1)
     pathways: list[PathwaySpec] = Field(default_factory=list)
-    profiles: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ProfileSpec] = Field(
-        min_length=1
-    )
+    profiles: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ProfileSpec] = Field(min_length=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,8 +153,7 @@ def compile_profile(protocol_file: Path | str, profile: str) -> CompiledProfile:
                     "unknown_profile",
                     f"`{path}` has no profile `{profile}`",
                     Location(str(path)),
-                    did_you_mean(profile, spec.profiles)
-                    or f"profiles: {', '.join(spec.profiles)}",
+                    did_you_mean(profile, spec.profiles) or f"profiles: {', '.join(spec.profiles)}",
                 )
             ]
         )
@@ -354,19 +351,13 @@ class Assessor:
             DrugVerdict(
                 drug=drug,
                 title=title,
-                outcome=_worst(
-                    [f.outcome for f in findings if drug in f.drugs], Outcome.ELIGIBLE
-                ),
-                reasons=tuple(
-                    f for f in findings if drug in f.drugs and f.outcome != Outcome.INFO
-                ),
+                outcome=_worst([f.outcome for f in findings if drug in f.drugs], Outcome.ELIGIBLE),
+                reasons=tuple(f for f in findings if drug in f.drugs and f.outcome != Outcome.INFO),
             )
             for drug, title in profile.drugs.items()
         )
         by_drug = {v.drug: v.outcome for v in verdicts}
-        protocol_wide = _worst(
-            [f.outcome for f in findings if not f.drugs], Outcome.ELIGIBLE
-        )
+        protocol_wide = _worst([f.outcome for f in findings if not f.drugs], Outcome.ELIGIBLE)
         pathways = tuple(
             PathwayResult(
                 id=p.id,
@@ -462,7 +453,5 @@ def assessor_for(
 ) -> Assessor:
     """A reusable assessor (compiled once per version of every file it reads)."""
     path = Path(protocol_file).resolve()
-    stamp = tuple(
-        sorted(p.stat().st_mtime_ns for p in path.parent.glob("*.y*ml") if p.is_file())
-    )
+    stamp = tuple(sorted(p.stat().st_mtime_ns for p in path.parent.glob("*.y*ml") if p.is_file()))
     return _cached_assessor(str(path), profile, stamp, engine, cross_check)

@@ -48,16 +48,106 @@ _SNOMED_SYSTEMS = frozenset({"http://snomed.info/sct", "snomed", "snomed-ct", "s
 # Words that name a salt, a strength or a dose form, not a drug ("amiodarone hydrochloride
 # 200 mg tablets" is amiodarone). Matching vocabulary only; no clinical meaning.
 _NOISE_WORDS = frozenset(
-    """
-    hydrochloride hcl dihydrochloride hydrobromide sodium potassium calcium magnesium maleate
-    succinate tartrate citrate sulfate sulphate mesylate mesilate besylate besilate fumarate
-    acetate phosphate bromide chloride lactate gluconate monohydrate dihydrate anhydrous
-    tablet tablets tab tabs capsule capsules cap caps injection inj infusion oral solution
-    suspension syrup elixir drops patch patches cream gel ointment spray inhaler modified
-    release mr sr xl er cr la prolonged extended immediate ir ec dispersible chewable
-    film coated vial ampoule ampule iv im sc po daily nocte bd tds qds prn
-    mg mcg ug µg g ml l iu unit units mmol microgram micrograms milligram milligrams day
-    """.split()
+    {
+        "hydrochloride",
+        "hcl",
+        "dihydrochloride",
+        "hydrobromide",
+        "sodium",
+        "potassium",
+        "calcium",
+        "magnesium",
+        "maleate",
+        "succinate",
+        "tartrate",
+        "citrate",
+        "sulfate",
+        "sulphate",
+        "mesylate",
+        "mesilate",
+        "besylate",
+        "besilate",
+        "fumarate",
+        "acetate",
+        "phosphate",
+        "bromide",
+        "chloride",
+        "lactate",
+        "gluconate",
+        "monohydrate",
+        "dihydrate",
+        "anhydrous",
+        "tablet",
+        "tablets",
+        "tab",
+        "tabs",
+        "capsule",
+        "capsules",
+        "cap",
+        "caps",
+        "injection",
+        "inj",
+        "infusion",
+        "oral",
+        "solution",
+        "suspension",
+        "syrup",
+        "elixir",
+        "drops",
+        "patch",
+        "patches",
+        "cream",
+        "gel",
+        "ointment",
+        "spray",
+        "inhaler",
+        "modified",
+        "release",
+        "mr",
+        "sr",
+        "xl",
+        "er",
+        "cr",
+        "la",
+        "prolonged",
+        "extended",
+        "immediate",
+        "ir",
+        "ec",
+        "dispersible",
+        "chewable",
+        "film",
+        "coated",
+        "vial",
+        "ampoule",
+        "ampule",
+        "iv",
+        "im",
+        "sc",
+        "po",
+        "daily",
+        "nocte",
+        "bd",
+        "tds",
+        "qds",
+        "prn",
+        "mg",
+        "mcg",
+        "ug",
+        "µg",
+        "g",
+        "ml",
+        "l",
+        "iu",
+        "unit",
+        "units",
+        "mmol",
+        "microgram",
+        "micrograms",
+        "milligram",
+        "milligrams",
+        "day",
+    }
 )
 _STRENGTH = re.compile(r"^\d+(\.\d+)?(mg|mcg|ug|µg|g|ml|l|iu|units?|%|mmol)?$")
 
@@ -103,9 +193,7 @@ class DrugTableSpec(_Table):
     version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     title: str
     sources: dict[str, SourceSpec] = Field(min_length=1)
-    classes: dict[Annotated[str, Field(pattern=NAME_PATTERN)], DrugClassSpec] = Field(
-        min_length=1
-    )
+    classes: dict[Annotated[str, Field(pattern=NAME_PATTERN)], DrugClassSpec] = Field(min_length=1)
     ingredients: dict[Annotated[str, Field(pattern=NAME_PATTERN)], IngredientSpec] = Field(
         min_length=1
     )
@@ -127,9 +215,7 @@ class ConditionTableSpec(_Table):
     table: Annotated[str, Field(pattern=r"^conditions$")]
     version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
     title: str
-    concepts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ConceptSpec] = Field(
-        min_length=1
-    )
+    concepts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ConceptSpec] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -315,7 +401,8 @@ def load_drug_table(path: Path | str) -> DrugTable:
                 errors.append(
                     positions.error(
                         "duplicate_code",
-                        f"RxNorm code `{ingredient.rxnorm}` is already `{codes[ingredient.rxnorm]}`",
+                        f"RxNorm code `{ingredient.rxnorm}` is already "
+                        f"`{codes[ingredient.rxnorm]}`",
                         (*where, "rxnorm"),
                     )
                 )
@@ -363,7 +450,11 @@ class ConditionTable:
         if code is not None and system is not None:
             family = system.strip().lower()
             kind = (
-                "icd10" if family in _ICD10_SYSTEMS else "snomed" if family in _SNOMED_SYSTEMS else ""
+                "icd10"
+                if family in _ICD10_SYSTEMS
+                else "snomed"
+                if family in _SNOMED_SYSTEMS
+                else ""
             )
             normalised = code.strip().upper()
             for candidate in (normalised, normalised.split(".")[0]):

@@ -136,8 +136,7 @@ def _agreement_view(result: Evaluation | Assessment) -> dict[str, Any]:
         "missing": [(entry.rule_id, entry.paths) for entry in result.missing],
         "criteria": [(criterion.fact, criterion.status) for criterion in result.criteria],
         "findings": sorted(
-            (finding.outcome.value, finding.rule_id, finding.message)
-            for finding in result.findings
+            (finding.outcome.value, finding.rule_id, finding.message) for finding in result.findings
         ),
     }
     if isinstance(result, Assessment):
@@ -216,6 +215,7 @@ def test_every_shipped_rule_fires_in_one_case_and_misses_in_another() -> None:
 
 # ------------------------------------------------------------------------------------------
 # Snapshot of the seed patient's whole result
+
 
 def masked(result: Evaluation | Assessment) -> dict[str, Any]:
     """The result as JSON data with every content hash replaced by ``<hash>``."""

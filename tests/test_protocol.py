@@ -90,7 +90,8 @@ rules:
     evidence: CJ
     requires: {med: medication}
     when: {med.classified: {eq: false}}
-    then: {finding: {outcome: NEEDS_REVIEW, subject: med.drug, message: "{med.drug} not classified"}}
+    then:
+      finding: {outcome: NEEDS_REVIEW, subject: med.drug, message: "{med.drug} not classified"}
   - id: BOTH-X-01
     title: protocol-wide hard stop
     sources: [S-01]
@@ -140,7 +141,9 @@ def _assess(protocol_dir: Path, profile: str, **patient: Any) -> Assessment:
         **patient,
     }
     facts = parse_patient(data)
-    assessor = Assessor(compile_profile(protocol_dir / "protocol.yaml", profile), engine="reference")
+    assessor = Assessor(
+        compile_profile(protocol_dir / "protocol.yaml", profile), engine="reference"
+    )
     return assessor.assess(facts)
 
 
@@ -206,7 +209,10 @@ def test_a_criterion_not_met_decides_even_without_drug_findings(protocol_dir: Pa
     assert _verdicts(result) == {"lidocaine": Outcome.ELIGIBLE, "ketamine": Outcome.ELIGIBLE}
 
 
-_SESSION = {"number": 3, "vitals": {"measured_at": "2026-01-20T08:55:00+00:00", "heart_rate_bpm": 80}}
+_SESSION = {
+    "number": 3,
+    "vitals": {"measured_at": "2026-01-20T08:55:00+00:00", "heart_rate_bpm": 80},
+}
 
 
 def test_gate_proceeds_when_nothing_holds(protocol_dir: Path) -> None:
@@ -292,7 +298,12 @@ def test_assessment_round_trips_through_json(protocol_dir: Path) -> None:
     [
         ("protocol.yaml", "contraindicated: ketamine", "contraindicated: ketamin", "unknown_drug"),
         ("drugs_rules.yaml", "drugs: [lidocaine]", "drugs: [lignocaine]", "unknown_drug"),
-        ("drugs_rules.yaml", "c.concept: {eq: hypothyroidism}", "c.concept: {eq: hypothyroid}", "invalid_value"),
+        (
+            "drugs_rules.yaml",
+            "c.concept: {eq: hypothyroidism}",
+            "c.concept: {eq: hypothyroid}",
+            "invalid_value",
+        ),
         ("today.yaml", "id: GATE-X-01", "id: KET-X-01", "duplicate_rule_id"),
         ("today.yaml", "role: module\n", "", "no_criteria"),
     ],

@@ -196,7 +196,11 @@ ingredients:
             "unknown_source",
             9,
         ),
-        ("  propranolol: {classes: [beta_blocker], washout_days: 1, colour: red}\n", "unknown_field", 9),
+        (
+            "  propranolol: {classes: [beta_blocker], washout_days: 1, colour: red}\n",
+            "unknown_field",
+            9,
+        ),
     ],
 )
 def test_a_bad_drug_table_is_refused_at_its_line(
