@@ -395,7 +395,8 @@ def _severity(outcome: Outcome) -> int:
 
 
 def _gate(facts: PatientFacts, decision: Outcome, findings: tuple[Finding, ...]) -> GateDecision:
-    """PROCEED only when nothing stops, holds or awaits review; reviews are matched exactly."""
+    """PROCEED only when nothing stops, holds or awaits review; reviews are matched exactly
+    (rule and subject) and lift only a rule's finding, never missing data."""
     session = facts.session
     assert session is not None
     reviews = {(r.rule, r.subject): r for r in session.reviews}
@@ -404,7 +405,9 @@ def _gate(facts: PatientFacts, decision: Outcome, findings: tuple[Finding, ...])
     for finding in findings:
         if finding.outcome == Outcome.INFO:
             continue
-        if finding.outcome == Outcome.NEEDS_REVIEW:
+        # Only a rule's own finding on known facts can be signed off: data that are missing
+        # today hold the session until they are recorded, whatever a reviewer says.
+        if finding.outcome == Outcome.NEEDS_REVIEW and finding.kind == "rule":
             review = reviews.get((finding.rule_id, finding.subject))
             if review is not None:
                 reviewed.append(

@@ -249,6 +249,35 @@ def test_gate_holds_on_missing_data_and_no_review_can_lift_it(protocol_dir: Path
     assert [f.kind for f in result.gate.blocking] == ["missing_data"]
 
 
+def test_a_review_cannot_lift_data_that_are_missing_today(protocol_dir: Path) -> None:
+    """A rule whose missing data only needs review at screening still holds the session."""
+    rules = protocol_dir / "drugs_rules.yaml"
+    rules.write_text(
+        rules.read_text(encoding="utf-8")
+        + """\
+  - id: LID-X-02
+    title: breastfeeding
+    sources: [S-01]
+    evidence: CJ
+    drugs: [lidocaine]
+    on_missing: NEEDS_REVIEW
+    requires: [patient]
+    when: {patient.breastfeeding: {eq: true}}
+    then: {finding: {outcome: NEEDS_REVIEW, message: "breastfeeding"}}
+""",
+        encoding="utf-8",
+    )
+    session = {
+        **_SESSION,
+        "reviews": [{"rule": "LID-X-02", "reviewer": "Dr A", "at": "2026-01-19T16:00:00+00:00"}],
+    }
+    result = _assess(protocol_dir, "gate", session=session)
+    assert result.gate is not None
+    assert result.gate.decision == "HOLD"
+    assert [(f.rule_id, f.kind) for f in result.gate.blocking] == [("LID-X-02", "missing_data")]
+    assert result.gate.reviewed == ()
+
+
 @pytest.mark.parametrize(
     ("review", "decision"),
     [
