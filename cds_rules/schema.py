@@ -218,6 +218,12 @@ def _definitions() -> dict[str, Any]:
                     "ELIGIBLE comes only from criteria, never from a finding",
                     allow_eligible=False,
                 ),
+                "subject": {
+                    "description": "what the finding is about, as `alias.field` (e.g. "
+                    "`med.drug`): a clinician's review is recorded for this rule and this value",
+                    "pattern": FIELD_PATH_PATTERN,
+                    "type": "string",
+                },
             },
             "required": ["outcome", "message"],
             "type": "object",
@@ -255,6 +261,13 @@ def _definitions() -> dict[str, Any]:
             "additionalProperties": False,
             "description": "one rule with a stable id from the clinical reference",
             "properties": {
+                "drugs": {
+                    "description": "the drugs a finding of this rule is about (`lidocaine`, "
+                    "`ketamine`); empty or absent means the whole protocol",
+                    "items": _ref("name"),
+                    "type": "array",
+                    "uniqueItems": True,
+                },
                 "evidence": _ref("evidence"),
                 "id": {
                     "description": "stable id from the clinical reference, like "
@@ -311,6 +324,12 @@ def rule_language_schema() -> dict[str, Any]:
                 "type": "object",
             },
             "description": {"type": "string"},
+            "role": {
+                "default": "decision",
+                "description": "`decision`: its criteria decide ELIGIBLE; `module`: no criteria, "
+                "it only contributes findings to a profile (contraindications, interactions)",
+                "enum": ["decision", "module"],
+            },
             "rules": {"items": _ref("rule"), "minItems": 1, "type": "array"},
             "ruleset": {"description": "the ruleset's id", **_ref("name")},
             "sources": {
