@@ -347,6 +347,37 @@ def _render(formula: _Formula) -> dict[str, Any] | None:
 _Conjunction = dict[str, list[dict[str, Any]]]
 
 
+def _is_join(test: Any) -> bool:
+    """Whether an engine test reads another pattern's field (``{"x_alias": "field"}``)."""
+    if isinstance(test, dict):
+        if len(test) == 1:
+            ((key, value),) = test.items()
+            if key.startswith("x_") and isinstance(value, str):
+                return True
+        return any(_is_join(value) for value in test.values())
+    if isinstance(test, list):
+        return any(_is_join(item) for item in test)
+    return False
+
+
+def _join_beside_compound_test(alternatives: list[_Conjunction]) -> str | None:
+    """The alias of a pattern that holds a join next to an ``$and``/``$or`` test, if any.
+
+    durable-rules 2.0.28 drops the join from such a pattern: ``med.days_since_started <
+    ecg.age_days`` with ``med.drug_class == "beta_blocker"`` on the same pattern fires for any
+    ``days_since_started``. A join beside plain tests (``known`` flags) is evaluated correctly.
+    """
+    for alternative in alternatives:
+        for alias, tests in alternative.items():
+            joins = [test for test in tests if _is_join(test)]
+            compound = [
+                test for test in tests if not _is_join(test) and {"$and", "$or"} & set(test)
+            ]
+            if joins and compound:
+                return alias
+    return None
+
+
 def _alternatives(formula: _Formula) -> list[_Conjunction]:
     """Disjunctive normal form at pattern level: OR splits only where it spans patterns."""
     aliases = _aliases(formula)
@@ -947,6 +978,20 @@ def _stage_engine(ctx: _Context) -> None:
                     "alternatives across facts",
                     ("rules", rule.index, "when"),
                     "group `any` branches by fact, or split the rule",
+                )
+                break
+            unsafe = _join_beside_compound_test(alternatives)
+            if unsafe is not None:
+                ctx.error(
+                    "unsupported_join",
+                    f"`{unsafe}` is compared with another fact's field and also tested in "
+                    "other ways: durable-rules ignores such a comparison (the rule would fire "
+                    "whatever the values)",
+                    ("rules", rule.index, "when"),
+                    f"write the comparison on the other fact, referring to `{unsafe}` (e.g. "
+                    "`ecg.age_days: {gt: {field: med.days_since_started}}` instead of "
+                    "`med.days_since_started: {lt: {field: ecg.age_days}}`), and list "
+                    f"`{unsafe}` first in `requires`",
                 )
                 break
             for number, alternative in enumerate(alternatives):

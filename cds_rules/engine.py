@@ -33,6 +33,10 @@ made impossible here, at this module's border:
   comma-decimal locale 5.9 is read as 5 and a rule's 0.5 as 0. The engine refuses to work
   unless the decimal point is ``.``. It also stores string lengths in 16 bits, so text of
   64 KiB or more (as JSON) is refused before it reaches the engine.
+* A comparison with another fact's field (a join) is silently dropped when the same pattern
+  also holds an ``$and``/``$or`` test: ``med.days_since_started < ecg.age_days`` beside
+  ``med.drug_class == "beta_blocker"`` fires whatever the dates. The compiler refuses that
+  shape (``unsupported_join``) and the join is written from the other fact.
 * The action context does not say which rule fired: each action is bound to its engine rule
   name, so firings are recorded in order with the facts each matched.
 """

@@ -14,12 +14,14 @@ import pytest
 from cds_rules.api import compile_file, default_rulesets_dir
 from cds_rules.compiler import compile_ruleset
 from cds_rules.engine import DurableEngine, _Session, fact_json, fnv1_32
-from cds_rules.errors import EngineError
+from cds_rules.errors import EngineError, RulesetErrors
 from cds_rules.evaluation import Evaluator
 from cds_rules.loader import load_ruleset_text
 from cds_rules.records import (
     AcrRecord,
+    EcgRecord,
     LabsRecord,
+    MedicationRecord,
     PatientRecord,
     Score,
     TherapyRecord,
@@ -255,3 +257,57 @@ def test_firings_name_their_rule_and_facts_in_order(compiled) -> None:  # type: 
     dx = next(f for f in result.fired if f.rule_id == "DX2016-01")
     assert dx.matched[0].fact_type == "acr"
     assert dx.matched[0].values["widespread_pain_index"] == 11
+
+
+JOIN = """
+ruleset: join
+version: 1.0.0
+title: join
+role: module
+sources: {S-01: {title: a source}}
+rules:
+  - id: JOIN-01
+    title: ECG older than a beta-blocker
+    sources: [S-01]
+    evidence: CJ
+    requires: {REQUIRES}
+    when:
+      all:
+        - med.drug_class: {eq: beta_blocker}
+        - {JOIN}
+    then: {finding: {outcome: CANNOT_EVALUATE, message: repeat the ECG}}
+"""
+
+
+def test_a_join_beside_other_tests_of_its_fact_is_refused() -> None:
+    """durable-rules drops such a join (the rule fires whatever the values)."""
+    text = JOIN.replace("{REQUIRES}", "{ecg: ecg, med: medication}").replace(
+        "{JOIN}", "med.days_since_started: {lt: {field: ecg.age_days}}"
+    )
+    with pytest.raises(RulesetErrors) as raised:
+        compile_ruleset(load_ruleset_text(text, "join.yaml"))
+    assert [error.code for error in raised.value.errors] == ["unsupported_join"]
+
+
+@pytest.mark.parametrize(("started", "fires"), [(9.0, True), (10.0, False), (12.0, False)])
+def test_a_join_written_from_the_other_fact_agrees_with_the_reference(
+    started: float, fires: bool
+) -> None:
+    text = JOIN.replace("{REQUIRES}", "{med: medication, ecg: ecg}").replace(
+        "{JOIN}", "ecg.age_days: {gt: {field: med.days_since_started}}"
+    )
+    compiled = compile_ruleset(load_ruleset_text(text, "join.yaml"))
+    records = (
+        EcgRecord(age_days=10.0),
+        MedicationRecord(
+            drug="bisoprolol",
+            ingredient="bisoprolol",
+            drug_class="beta_blocker",
+            classified=True,
+            status="active",
+            days_since_started=started,
+        ),
+    )
+    for engine in ("durable", "reference"):
+        result = Evaluator(compiled, engine=engine).evaluate_records(records, AS_OF)  # type: ignore[arg-type]
+        assert [rule.rule_id for rule in result.fired] == (["JOIN-01"] if fires else [])
