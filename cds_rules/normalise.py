@@ -186,6 +186,7 @@ def _medication_records(
             if terminology
             else ()
         )
+        stopped = _days(medication.stopped_at, facts.as_of)
         records.extend(
             MedicationRecord(
                 drug=medication.drug,
@@ -194,12 +195,32 @@ def _medication_records(
                 classified=ingredient != "unclassified",
                 status=medication.status,
                 days_since_started=_days(medication.started_at, facts.as_of),
-                days_since_stopped=_days(medication.stopped_at, facts.as_of),
+                days_since_stopped=stopped,
                 washout_days=washout,
+                in_effect=_in_effect(medication.status, stopped, washout),
+                use=_use(medication.status, stopped),
             )
             for ingredient, drug_class, washout in _classes(found)
         )
     return records
+
+
+def _in_effect(status: str, days_stopped: float | None, washout: float | None) -> bool | None:
+    """Taken, or stopped and still inside its washout; fails closed on an unknown stop date."""
+    if status == "active" or days_stopped is None:
+        return True
+    if washout is None:
+        return None
+    return days_stopped < washout
+
+
+def _use(status: str, days_stopped: float | None) -> str:
+    if status == "active":
+        return "taken"
+    if days_stopped is None:
+        return "stopped, date not recorded"
+    days = round(days_stopped, 1)
+    return f"stopped {days:g} day{'' if days == 1 else 's'} ago"
 
 
 def _session_record(session: SessionFacts, as_of: datetime) -> SessionRecord:

@@ -297,6 +297,12 @@ class MedicationRecord(Record):
     days_since_stopped: float | None = None
     #: From the drug table: how long after stopping the drug still counts.
     washout_days: float | None = None
+    #: Whether the drug counts today: taken, or stopped fewer than ``washout_days`` ago. A
+    #: stopped drug whose stop date is not recorded counts (its washout cannot be shown to
+    #: have passed); unknown only when the table gives no washout for a stopped drug.
+    in_effect: bool | None = None
+    #: For messages: ``taken``, ``stopped 3 days ago`` or ``stopped, date not recorded``.
+    use: str | None = None
 
 
 class SessionRecord(Record):

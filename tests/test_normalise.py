@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from cds_rules.facts import parse_patient
+from cds_rules.facts import load_patient, parse_patient
 from cds_rules.normalise import to_records
 from cds_rules.records import (
     AcrRecord,
+    AllergyRecord,
+    ConditionRecord,
+    EcgRecord,
     LabsRecord,
+    MedicationRecord,
     PatientRecord,
     Record,
     Score,
+    SessionRecord,
     TherapyRecord,
     TrialRecord,
 )
 
 R = TypeVar("R", bound=Record)
+
+PASSING_SESSION = Path(__file__).resolve().parents[1] / "fixtures/patients/passing-session.yaml"
 
 AS_OF = "2025-11-01T09:00:00+05:45"
 LABS_TAKEN = "2025-10-28T08:00:00+05:45"
@@ -145,10 +153,17 @@ def test_seed_patient_records_in_order() -> None:
         "patient",
         "acr",
         "labs",
+        "ecg",
         "trial",
         "trial",
         "therapy",
         "therapy",
+        "condition",
+        "condition",
+        "allergy",
+        "medication",
+        "medication",
+        "medication",
     ]
     patient = one(records, PatientRecord)
     assert (patient.age_years, patient.sex, patient.weight_kg, patient.height_cm) == (
@@ -173,7 +188,23 @@ def test_seed_patient_records_in_order() -> None:
     ]
     therapies = [record.therapy for record in records if isinstance(record, TherapyRecord)]
     assert therapies == ["physiotherapy", "relaxation_therapy"]
-    assert not any(record.placeholder for record in records)
+    # The seed reports no ECG and no allergy list: each is one placeholder, all unknown.
+    assert [record.fact_type for record in records if record.placeholder] == ["ecg", "allergy"]
+    assert one(records, EcgRecord) == EcgRecord(placeholder=True)
+    assert one(records, AllergyRecord) == AllergyRecord(placeholder=True)
+    # Without a terminology, no diagnosis or medication is recognised: each is `unclassified`.
+    conditions = [record for record in records if isinstance(record, ConditionRecord)]
+    assert [(c.display, c.concept) for c in conditions] == [
+        ("fibromyalgia", "unclassified"),
+        ("hypothyroidism", "unclassified"),
+    ]
+    medications = [record for record in records if isinstance(record, MedicationRecord)]
+    assert [(m.drug, m.ingredient, m.drug_class, m.classified) for m in medications] == [
+        ("duloxetine", "unclassified", "unclassified", False),
+        ("pregabalin", "unclassified", "unclassified", False),
+        ("levothyroxine", "unclassified", "unclassified", False),
+    ]
+    assert {m.washout_days for m in medications} == {None}
 
 
 def test_seed_as_a_painful_site_list_scores_the_same() -> None:
@@ -287,19 +318,35 @@ def test_undocumented_collections_become_one_placeholder_each() -> None:
         "patient",
         "acr",
         "labs",
+        "ecg",
         "trial",
         "therapy",
+        "condition",
+        "allergy",
+        "medication",
     ]
-    trial = one(records, TrialRecord)
-    therapy = one(records, TherapyRecord)
-    assert trial.placeholder and therapy.placeholder
-    assert set(trial.rule_fields().values()) == {None}
-    assert set(therapy.rule_fields().values()) == {None}
+    placeholders = records[3:]
+    assert all(record.placeholder for record in placeholders)
+    for record in placeholders:
+        assert set(record.rule_fields().values()) == {None}, record.fact_type
+    assert not any(record.placeholder for record in records[:3])
 
 
 def test_documented_none_gives_no_records() -> None:
-    records = records_of({"as_of": AS_OF, "prior_trials": [], "nonpharmacological_therapies": []})
-    assert [record.fact_type for record in records] == ["patient", "acr", "labs"]
+    records = records_of(
+        {
+            "as_of": AS_OF,
+            "prior_trials": [],
+            "nonpharmacological_therapies": [],
+            "diagnoses": [],
+            "allergies": [],
+            "current_medications": [],
+            "ecgs": [],
+        }
+    )
+    # An ECG is one result, not a list of findings: with none on file it stays unknown.
+    assert [record.fact_type for record in records] == ["patient", "acr", "labs", "ecg"]
+    assert one(records, EcgRecord).placeholder
 
 
 def test_missing_weight_stays_unknown() -> None:
@@ -337,3 +384,75 @@ def test_records_are_deterministic() -> None:
     assert records_of(SEED) == records_of(SEED)
     dumped = [record.model_dump_json() for record in records_of(SEED)]
     assert dumped == [record.model_dump_json() for record in records_of(SEED)]
+
+
+def test_the_session_record_comes_last_and_times_are_measured_from_as_of() -> None:
+    """The passing patient on the morning of session 1 (fixtures/patients/passing-session.yaml)."""
+    records = to_records(load_patient(PASSING_SESSION))
+    kinds = [record.fact_type for record in records]
+    assert kinds[:4] == ["patient", "acr", "labs", "ecg"]
+    assert kinds[-1] == "session" and kinds.count("session") == 1
+    ecg = one(records, EcgRecord)
+    assert not ecg.placeholder
+    assert (ecg.age_days, ecg.rhythm, ecg.qtc_ms) == (10, "sinus", 420)
+    assert one(records, LabsRecord).potassium_age_days == 10
+    patient = one(records, PatientRecord)
+    assert (patient.pregnancy_test, patient.pregnancy_test_age_hours) == ("negative", 24)
+    session = one(records, SessionRecord)
+    assert (session.number, session.vitals_age_minutes) == (1, 10)
+    assert (session.hours_since_solid_food, session.hours_since_clear_fluid) == (7, 3)
+    assert (session.chest_pain, session.local_anaesthetic_block) == (False, False)
+    # documented none: no medication, allergy or extra condition records
+    assert kinds.count("medication") == kinds.count("allergy") == 0
+    assert kinds.count("condition") == 1
+
+
+RULESETS = Path(__file__).resolve().parents[1] / "rulesets"
+
+
+@pytest.mark.parametrize(
+    ("medication", "in_effect", "use"),
+    [
+        ({"drug": "Luvox"}, True, "taken"),
+        # fluvoxamine: washout 5 days in drugs.yaml; as_of 2026-01-20T09:00Z
+        (
+            {"drug": "fluvoxamine", "status": "stopped", "stopped_at": "2026-01-15T09:01:00+00:00"},
+            True,
+            "stopped 5 days ago",
+        ),
+        (
+            {"drug": "fluvoxamine", "status": "stopped", "stopped_at": "2026-01-15T09:00:00+00:00"},
+            False,
+            "stopped 5 days ago",
+        ),
+        (
+            {"drug": "fluvoxamine", "status": "stopped", "stopped_at": "2026-01-19T09:00:00+00:00"},
+            True,
+            "stopped 1 day ago",
+        ),
+        ({"drug": "fluvoxamine", "status": "stopped"}, True, "stopped, date not recorded"),
+        # a known drug in no interacting class has no washout: stopped, it is neither
+        (
+            {"drug": "paracetamol", "status": "stopped", "stopped_at": "2026-01-19T09:00:00+00:00"},
+            None,
+            "stopped 1 day ago",
+        ),
+    ],
+    ids=["taken", "inside-washout", "washout-ended", "one-day", "stop-date-unknown", "no-washout"],
+)
+def test_a_stopped_medication_counts_until_its_washout_has_passed(
+    medication: dict[str, Any], in_effect: bool | None, use: str
+) -> None:
+    from cds_rules.terminology import load_terminology
+
+    terminology = load_terminology(RULESETS / "drugs.yaml", RULESETS / "conditions.yaml")
+    facts = parse_patient(
+        {
+            "as_of": "2026-01-20T09:00:00+00:00",
+            "demographics": {"age_years": 40},
+            "current_medications": [medication],
+        }
+    )
+    medications = [r for r in to_records(facts, terminology) if isinstance(r, MedicationRecord)]
+    assert medications
+    assert {(m.in_effect, m.use) for m in medications} == {(in_effect, use)}
