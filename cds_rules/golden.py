@@ -27,6 +27,7 @@ from .yamlio import load_yaml_text
 
 __all__ = [
     "CaseFile",
+    "CaseTable",
     "CoverageGap",
     "Expected",
     "GoldenCase",
@@ -123,35 +124,85 @@ def _load_case(path: Path, repo: Path, rulesets: Path, profiles: Iterable[str]) 
     except CdsRulesError as error:
         return CaseFile(path, name, None, str(error))
     except ValidationError as error:
-        details = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(top)'}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        )
-        return CaseFile(path, name, None, details)
+        return CaseFile(path, name, None, _validation_details(error))
     problems = []
     if case.case != path.stem:
         problems.append(f"`case: {case.case}` differs from the file name `{path.stem}`")
     if case.target != path.parent.name:
         problems.append(f"`{case.target}` differs from the directory `{path.parent.name}`")
+    problems += _check_case(case, repo, rulesets, profiles)
+    if problems:
+        return CaseFile(path, name, None, "; ".join(problems))
+    return CaseFile(path, name, case, None)
+
+
+class CaseTable(_CaseModel):
+    """Several cases in one file, read as a table (``tables/<name>.yaml``): each row is a case,
+    for a family of cases best reviewed side by side (dangerous combinations of inputs)."""
+
+    title: str
+    description: str | None = None
+    cases: tuple[dict[str, Any], ...] = Field(min_length=1)
+
+
+def _check_case(case: GoldenCase, repo: Path, rulesets: Path, profiles: Iterable[str]) -> list[str]:
+    problems = []
     if case.ruleset is not None and not (rulesets / f"{case.ruleset}.yaml").is_file():
         problems.append(f"no ruleset file {case.ruleset}.yaml")
     if case.profile is not None and case.profile not in profiles:
         problems.append(f"no profile `{case.profile}` in protocol.yaml")
     if not (repo / case.patient).is_file():
         problems.append(f"no patient file `{case.patient}`")
-    if problems:
-        return CaseFile(path, name, None, "; ".join(problems))
-    return CaseFile(path, name, case, None)
+    return problems
+
+
+def _validation_details(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '(top)'}: {item['msg']}"
+        for item in error.errors(include_url=False)
+    )
+
+
+def _load_table(path: Path, repo: Path, rulesets: Path, profiles: Iterable[str]) -> list[CaseFile]:
+    name = path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
+    try:
+        data = load_yaml_text(path.read_text(encoding="utf-8"), name).data
+        table = CaseTable.model_validate(data)
+    except CdsRulesError as error:
+        return [CaseFile(path, name, None, str(error))]
+    except ValidationError as error:
+        return [CaseFile(path, name, None, _validation_details(error))]
+    loaded: list[CaseFile] = []
+    seen: set[str] = set()
+    for index, row in enumerate(table.cases):
+        row_name = f"{name}#{row.get('case', index + 1)}"
+        try:
+            case = GoldenCase.model_validate(row)
+        except ValidationError as error:
+            loaded.append(CaseFile(path, row_name, None, _validation_details(error)))
+            continue
+        problems = _check_case(case, repo, rulesets, profiles)
+        if case.case in seen:
+            problems.append(f"`case: {case.case}` is repeated in the table")
+        seen.add(case.case)
+        loaded.append(
+            CaseFile(path, row_name, None if problems else case, "; ".join(problems) or None)
+        )
+    return loaded
 
 
 def discover(cases_dir: Path, repo: Path, rulesets: Path) -> list[CaseFile]:
-    """Every ``<target>/<case>.yaml`` under ``cases_dir``, loaded and checked."""
+    """Every ``<target>/<case>.yaml`` under ``cases_dir``, and every row of every table in
+    ``tables/``, loaded and checked."""
     profiles = tuple(load_protocol(rulesets / "protocol.yaml").profiles)
-    return [
+    found = [
         _load_case(path, repo, rulesets, profiles)
         for path in sorted(cases_dir.glob("*/*.yaml"))
-        if path.parent.name != "snapshots"
+        if path.parent.name not in ("snapshots", "tables")
     ]
+    for path in sorted((cases_dir / "tables").glob("*.yaml")):
+        found.extend(_load_table(path, repo, rulesets, profiles))
+    return found
 
 
 def merge(base: Any, patch: Any) -> Any:

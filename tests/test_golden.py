@@ -60,7 +60,9 @@ def _params(with_xfail: bool) -> list[Any]:
         marks = []
         if with_xfail and case_file.case is not None and case_file.case.xfail:
             marks.append(pytest.mark.xfail(strict=True, reason=case_file.case.xfail))
-        params.append(pytest.param(case_file, id=case_file.path.stem, marks=marks))
+        # A table row is named by its case; a case file by its file name.
+        name = case_file.name.partition("#")[2] or case_file.path.stem
+        params.append(pytest.param(case_file, id=name, marks=marks))
     return params
 
 
