@@ -262,13 +262,40 @@ def test_schema_is_a_valid_draft_2020_12_schema() -> None:
     assert schema["title"] == "cds_rules ruleset"
 
 
+def _first_key(path: Path) -> str:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict) and data, path
+    return str(next(iter(data)))
+
+
+def _ruleset_files() -> list[Path]:
+    """The shipped ruleset files: not the protocol (``protocol:``) nor its tables (``table:``)."""
+    return [
+        path
+        for path in sorted(RULESETS.glob("*.yaml"))
+        if _first_key(path) not in {"protocol", "table"}
+    ]
+
+
+def test_the_rulesets_directory_holds_rulesets_a_protocol_and_its_tables() -> None:
+    """Every ruleset a profile names is a ruleset file the schema tests below check."""
+    kinds = {path.name: _first_key(path) for path in RULESETS.glob("*.yaml")}
+    assert set(kinds.values()) <= {"ruleset", "protocol", "table"}, kinds
+    protocol = yaml.safe_load((RULESETS / "protocol.yaml").read_text(encoding="utf-8"))
+    named = {name for profile in protocol["profiles"].values() for name in profile["rulesets"]}
+    assert named <= {path.name for path in _ruleset_files()}
+    assert {"eligibility.yaml", "contraindications.yaml", "gate.yaml"} <= named
+    tables = set(protocol["terminology"].values())
+    assert {name for name, kind in kinds.items() if kind == "table"} == tables
+
+
 def test_rulesets_point_editors_at_the_schema() -> None:
-    for path in RULESETS.glob("*.yaml"):
+    for path in _ruleset_files():
         first = path.read_text(encoding="utf-8").splitlines()[0]
         assert first == "# yaml-language-server: $schema=./schema.json", path
 
 
-@pytest.mark.parametrize("path", sorted(RULESETS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _ruleset_files(), ids=lambda p: p.name)
 def test_shipped_rulesets_validate_against_the_schema(path: Path) -> None:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     problems = [f"{e.json_path}: {e.message}" for e in _validator().iter_errors(data)]
@@ -277,6 +304,20 @@ def test_shipped_rulesets_validate_against_the_schema(path: Path) -> None:
 
 def test_valid_demo_validates_against_the_schema() -> None:
     assert list(_validator().iter_errors(yaml.safe_load(DEMO))) == []
+
+
+def test_drugs_subject_and_module_role_validate_against_the_schema() -> None:
+    """A per-drug rule, a finding with a subject and a module ruleset are valid as typed."""
+    data = copy.deepcopy(yaml.safe_load(DEMO))
+    data["rules"][0]["drugs"] = ["lidocaine", "ketamine"]
+    data["rules"][0]["then"]["finding"]["subject"] = "patient.sex"
+    assert [e.message for e in _validator().iter_errors(data)] == []
+    data["role"] = "decision"
+    assert [e.message for e in _validator().iter_errors(data)] == []
+    module = copy.deepcopy(data)
+    module["role"] = "module"
+    del module["criteria"], module["derived"], module["rules"][0]["then"]["assert"]
+    assert [e.message for e in _validator().iter_errors(module)] == []
 
 
 def _set(*parts: str | int, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -429,6 +470,19 @@ SCHEMA_REJECTS = [
         "$.rules[0].on_missing",
         "enum",
     ),
+    ("unknown role", _set("role", value="modul"), "$.role", "enum"),
+    (
+        "drug not a snake_case name",
+        _set("rules", 0, "drugs", value=["Lidocaine"]),
+        "$.rules[0].drugs[0]",
+        "pattern",
+    ),
+    (
+        "subject without an alias",
+        _set("rules", 0, "then", "finding", "subject", value="sex"),
+        "$.rules[0].then.finding.subject",
+        "pattern",
+    ),
 ]
 
 
@@ -462,25 +516,26 @@ def test_schema_flags_what_the_loader_rejects(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("definition", "model"),
+    ("definition", "model", "named"),
     [
-        ("source", SourceSpec),
-        ("derivedFact", DerivedFactSpec),
-        ("criterion", CriterionSpec),
-        ("reference", ReferenceSpec),
-        ("assert", AssertSpec),
-        ("finding", FindingSpec),
-        ("then", ThenSpec),
-        ("rule", RuleSpec),
-        (None, RulesetSpec),
+        ("source", SourceSpec, {"title", "url", "status"}),
+        ("derivedFact", DerivedFactSpec, {"title", "properties"}),
+        ("criterion", CriterionSpec, {"fact", "title", "if_not_established", "if_unknown"}),
+        ("reference", ReferenceSpec, {"field", "times", "plus"}),
+        ("assert", AssertSpec, {"fact", "set"}),
+        ("finding", FindingSpec, {"outcome", "message", "subject"}),
+        ("then", ThenSpec, {"assert", "finding"}),
+        ("rule", RuleSpec, {"id", "requires", "when", "then", "on_missing", "drugs", "note"}),
+        (None, RulesetSpec, {"ruleset", "version", "role", "sources", "criteria", "rules"}),
     ],
 )
 def test_schema_has_the_fields_of_the_rule_language(
-    definition: str | None, model: type[Any]
+    definition: str | None, model: type[Any], named: set[str]
 ) -> None:
     schema = rule_language_schema()
     part = schema if definition is None else schema["$defs"][definition]
     fields = {info.alias or name: info for name, info in model.model_fields.items()}
+    assert named <= set(fields), "the rule language lost a field an author writes"
     assert set(part["properties"]) == set(fields)
     assert set(part.get("required", [])) == {
         name for name, info in fields.items() if info.is_required()
