@@ -10,6 +10,7 @@ Exit codes: ``screen``: 0 ELIGIBLE, 3 NEEDS_REVIEW, 4 CANNOT_EVALUATE, 5 INELIGI
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -206,6 +207,15 @@ def _ruleset_failure(path: Path, error: Exception, as_json: bool) -> NoReturn:
     )
 
 
+def _in_file(error: InputError, file: str) -> list[CdsRulesError]:
+    """The errors of a whole-patient check, placed in the patient's file."""
+    items = list(getattr(error, "errors", None) or [error])
+    for item in items:
+        if item.location.file is None:
+            item.location = dataclasses.replace(item.location, file=file)
+    return items
+
+
 def _assess(
     patient_file: Path,
     protocol: Path | None,
@@ -225,7 +235,7 @@ def _assess(
     try:
         return assessor.assess(facts)
     except InputError as error:
-        _fail(error, EXIT_INPUT_ERROR, as_json)
+        _fail(_in_file(error, str(patient_file)), EXIT_INPUT_ERROR, as_json)
     except EngineError as error:
         _fail(error, EXIT_ENGINE_ERROR, as_json)
 
@@ -463,7 +473,12 @@ def check(
             try:
                 profile = compile_profile(protocol_file, name)
             except RulesetError as error:
-                errors.extend(e for e in getattr(error, "errors", [error]) if e not in errors)
+                # A ruleset in several profiles reports each of its errors once.
+                errors.extend(
+                    e
+                    for e in getattr(error, "errors", [error])
+                    if str(e) not in {str(seen) for seen in errors}
+                )
                 continue
             for compiled in profile.rulesets:
                 file = Path(compiled.file or "")

@@ -21,22 +21,32 @@ from typing import Any, NamedTuple
 
 import pytest
 import yaml
-from pydantic import TypeAdapter
 
-from cds_rules import evaluator_for, load_patient
-from cds_rules.evaluation import Evaluation
+from cds_rules import check_session, screen
+from cds_rules.golden import merge
+from cds_rules.protocol import Assessment
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "cds-rules"
 INPUTS = "tests/cli_inputs"
 INVALID_RULESETS = f"{INPUTS}/invalid_rulesets"
 SEED = "fixtures/patients/seed.yaml"
+SEED_WITH_PRETESTS = "fixtures/patients/seed-with-pretests.yaml"
 PASSING = "fixtures/patients/passing.yaml"
+PASSING_SESSION = "fixtures/patients/passing-session.yaml"
+ELIGIBILITY = "rulesets/eligibility.yaml"
 
 SCREEN_SEED = ("screen", SEED)
 SCREEN_SEED_CROSS_CHECKED = ("screen", SEED, "--cross-check")
 SCREEN_SEED_REFERENCE = ("screen", SEED, "--engine", "reference")
 SCREEN_SEED_JSON = ("screen", SEED, "--json")
+SCREEN_SEED_ELIGIBILITY = ("screen", SEED, "--ruleset", ELIGIBILITY)
+GATE_PASSING = ("gate", PASSING_SESSION)
+GATE_PASSING_JSON = ("gate", PASSING_SESSION, "--json")
+GATE_WITHOUT_SESSION = ("gate", PASSING)
+GOLDEN_FAILING = f"{INPUTS}/golden_failing"
+TEST_FAILING_CASES = ("test", "--cases", GOLDEN_FAILING, "--coverage")
+TEST_SHIPPED_CASES = ("test", "--coverage", "--engine", "reference")
 INVALID_RULESET = f"{INVALID_RULESETS}/unknown_field.yaml"
 SCREEN_WITH_INVALID_RULESET = ("screen", SEED, "--ruleset", INVALID_RULESET)
 CHECK_RULESETS = ("check", "rulesets/")
@@ -49,9 +59,14 @@ TAGGED_RULESET = f"{INPUTS}/ruleset_with_unknown_tag.yaml"
 CHECK_TAGGED_RULESET = ("check", TAGGED_RULESET)
 FIBROMYALGIA_NULL = f"{INPUTS}/fibromyalgia_null.yaml"
 
-# The one line a user reads at the end of every summary: which ruleset decided.
+# The one line a user reads at the end of a single ruleset's summary: which ruleset decided.
 _RULESET_LINE = re.compile(
     r"^ruleset (?P<id>\S+) (?P<version>\S+) (?P<hash>sha256:[0-9a-f]{64}); (?P<engine>[^;]+)"
+)
+# ... and of a profile's summary: the protocol, the profile and its rulesets.
+_PROTOCOL_LINE = re.compile(
+    r"^protocol (?P<id>\S+) (?P<version>\S+) (?P<hash>sha256:[0-9a-f]{64}); "
+    r"profile (?P<profile>\S+) \((?P<rulesets>[^)]+)\); (?P<engine>[^;]+)"
 )
 # One printed error: `error file:line:column: code: message ...`.
 _ERROR_LINE = re.compile(
@@ -88,10 +103,25 @@ class Run:
         return lines[start:end]
 
     def ruleset_line(self) -> re.Match[str]:
-        """The last line of a screening summary, which names the ruleset and the evaluator."""
+        """The last line of a one-ruleset summary, which names the ruleset and the evaluator."""
         match = _RULESET_LINE.match(self.lines[-1])
         assert match is not None, self.lines[-1]
         return match
+
+    def protocol_line(self) -> re.Match[str]:
+        """The last line of a profile's summary: protocol, profile, rulesets and evaluator."""
+        match = _PROTOCOL_LINE.match(self.lines[-1])
+        assert match is not None, self.lines[-1]
+        return match
+
+    def drugs(self) -> dict[str, str]:
+        """The per-drug verdicts: title -> the verdict's first word."""
+        verdicts = {}
+        for line in self.section("Drugs"):
+            title, _, verdict = line.strip().partition("   ")
+            if not title.startswith(("lidocaine_only", "ketamine_only")):
+                verdicts[title.strip()] = verdict.split()[0]
+        return verdicts
 
     def assert_no_traceback(self) -> None:
         assert "Traceback" not in self.stdout + self.stderr, self.stdout + self.stderr
@@ -149,7 +179,8 @@ class Decision(NamedTuple):
 DECISIONS = [
     Decision(PASSING, 0, "ELIGIBLE", None),
     Decision(f"{INPUTS}/passing.json", 0, "ELIGIBLE", None),
-    Decision(SEED, 3, "NEEDS_REVIEW", "LAB-02-CRP"),
+    Decision(SEED, 4, "CANNOT_EVALUATE", "PRE-01"),
+    Decision(SEED_WITH_PRETESTS, 3, "NEEDS_REVIEW", "LAB-02-CRP"),
     Decision(FIBROMYALGIA_NULL, 4, "CANNOT_EVALUATE", "DX2016-01"),
     Decision("fixtures/patients/v02-generalized-pain-3-regions.yaml", 5, "INELIGIBLE", "DX2016-01"),
     Decision("fixtures/patients/v12-wpi-3-meets-2010-not-2016.yaml", 5, "INELIGIBLE", "DX2016-01"),
@@ -178,6 +209,8 @@ BAD_INPUTS = [
 HELP = [
     ((), "Clinical decision support for IV lidocaine + ketamine desensitisation in fibromyalgia"),
     (("screen",), "Screen one patient for eligibility and print the decision with its reasons"),
+    (("gate",), "Check before a daily session: PROCEED, HOLD or INELIGIBLE"),
+    (("test",), "Run the golden clinical cases"),
     (("check",), "report every error of every file"),
     (("schema",), "Export the JSON Schema of the rule language"),
 ]
@@ -200,6 +233,12 @@ _PLANNED: list[tuple[str, ...]] = [
     SCREEN_SEED_JSON,
     SCREEN_SEED_CROSS_CHECKED,
     SCREEN_SEED_REFERENCE,
+    SCREEN_SEED_ELIGIBILITY,
+    GATE_PASSING,
+    GATE_PASSING_JSON,
+    GATE_WITHOUT_SESSION,
+    TEST_FAILING_CASES,
+    TEST_SHIPPED_CASES,
     CHECK_RULESETS,
     CHECK_INVALID,
     CHECK_INVALID_JSON,
@@ -229,9 +268,16 @@ def cli() -> Iterator[_Cli]:
 
 @pytest.fixture(scope="module")
 def ruleset() -> dict[str, Any]:
-    """The default ruleset file as data: its id and version are what the summary must name."""
+    """The eligibility ruleset as data: its id and version are what its summary must name."""
+    data: dict[str, Any] = yaml.safe_load((ROOT / ELIGIBILITY).read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def protocol() -> dict[str, Any]:
+    """The protocol file as data: a profile's summary names it and its rulesets."""
     data: dict[str, Any] = yaml.safe_load(
-        (ROOT / "rulesets" / "eligibility.yaml").read_text(encoding="utf-8")
+        (ROOT / "rulesets" / "protocol.yaml").read_text(encoding="utf-8")
     )
     return data
 
@@ -264,85 +310,244 @@ def invalid_ruleset_errors() -> set[tuple[str, int, int, str]]:
 # screen: the seed patient
 
 
-def test_seed_summary_gives_the_decision_its_reasons_and_the_ruleset(
-    cli: _Cli, ruleset: dict[str, Any]
+def test_seed_summary_names_the_missing_pre_infusion_data_and_keeps_her_review_findings(
+    cli: _Cli, protocol: dict[str, Any]
 ) -> None:
     run = cli(*SCREEN_SEED)
     run.assert_no_traceback()
-    assert run.code == 3
+    assert run.code == 4
     assert run.stderr == ""
-    assert run.lines[0].split() == ["NEEDS_REVIEW", SEED]
+    assert run.lines[0].split() == ["CANNOT_EVALUATE", SEED]
+    assert run.drugs() == {
+        "IV lidocaine": "CANNOT_EVALUATE",
+        "IV ketamine (low dose)": "CANNOT_EVALUATE",
+    }
 
-    reasons = run.section("Reasons")
-    reason_ids = {line.split()[1]: line for line in reasons}
-    assert {"REF-01", "LAB-01", "LAB-02-CRP"} <= set(reason_ids)
-    assert all(line.split()[0] == "NEEDS_REVIEW" for line in reasons)
-    assert "17.5" in reason_ids["LAB-02-CRP"]
-    assert reason_ids["LAB-02-CRP"].endswith("(S-09; evidence CJ)")
+    reasons = {line.split()[1]: line for line in run.section("Reasons")}
+    # What is missing: the baseline ECG, electrolytes, liver and renal tests...
+    for rule in ("PRE-01", "PRE-02-QTC", "PRE-03-POTASSIUM", "PRE-04-ALT", "PRE-05"):
+        assert reasons[rule].split()[0] == "CANNOT_EVALUATE", reasons[rule]
+    assert "no 12-lead ECG on file" in reasons["PRE-01"]
+    assert "`labs.potassium_age_days` is not recorded" in reasons["PRE-03-POTASSIUM"]
+    # ... while her review findings are still listed.
+    assert reasons["LAB-02-CRP"].split()[0] == "NEEDS_REVIEW"
+    assert "17.5" in reasons["LAB-02-CRP"]
+    assert reasons["LAB-02-CRP"].endswith("(S-09; evidence CJ)")
+    assert reasons["KET-DDI-01"].split()[:3] == ["NEEDS_REVIEW", "KET-DDI-01", "[ketamine]"]
+    assert "pregabalin" in reasons["KET-DDI-01"]
+    also_noted = [line.split()[0] for line in run.section("Also noted")]
+    assert "REF-02-PREGABALIN-INADEQUATE" in also_noted
 
     missing = run.section("Missing or incomplete data")
-    assert any(line.split()[0] == "LAB-01" and "labs.cbc" in line for line in missing)
+    headers = {line.split()[0]: line for line in missing if not line.startswith("      ")}
+    assert headers["PRE-01"].endswith("(CANNOT_EVALUATE)")
+    assert "labs.egfr_age_days" in headers["PRE-05"]
 
     criteria = {line.split()[-1]: line.split()[-2] for line in run.section("Criteria")[1:]}
     assert criteria == {
         "DX2016-01": "established",
         "REF-01": "not_established",
         "LAB-01": "unknown",
-        "CI-REVIEW-01": "unknown",
     }
 
-    last = run.ruleset_line()
-    assert (last["id"], last["version"]) == (ruleset["ruleset"], str(ruleset["version"]))
+    last = run.protocol_line()
+    assert (last["id"], last["version"]) == (protocol["protocol"], str(protocol["version"]))
+    assert last["profile"] == "screening"
+    assert [name.split()[0] for name in last["rulesets"].split(", ")] == [
+        "eligibility",
+        "contraindications",
+        "interactions",
+        "pretests",
+    ]
     assert last["engine"].startswith("durable-rules")
     assert "cross-checked" not in run.lines[-1]
     assert run.lines[-1].endswith("as of 2025-11-03T09:00:00+05:45")
 
 
+def test_seed_with_normal_pre_infusion_data_needs_review(cli: _Cli) -> None:
+    run = cli("screen", SEED_WITH_PRETESTS)
+    assert (run.code, run.lines[0].split()[0]) == (3, "NEEDS_REVIEW")
+    reasons = [line.split()[1] for line in run.section("Reasons")]
+    assert {"LAB-02-CRP", "KET-DDI-01", "REF-01"} <= set(reasons)
+    assert not any(
+        rule.startswith(("PRE-01", "PRE-02", "PRE-03", "PRE-04", "PRE-05")) for rule in reasons
+    )
+    assert "CANNOT_EVALUATE" not in run.stdout
+
+
+def test_one_ruleset_alone_gives_its_own_summary(cli: _Cli, ruleset: dict[str, Any]) -> None:
+    run = cli(*SCREEN_SEED_ELIGIBILITY)
+    run.assert_no_traceback()
+    assert (run.code, run.lines[0].split()) == (3, ["NEEDS_REVIEW", SEED])
+    reasons = {line.split()[1] for line in run.section("Reasons")}
+    assert {"REF-01", "LAB-01", "LAB-02-CRP"} <= reasons
+    last = run.ruleset_line()
+    assert (last["id"], last["version"]) == (ruleset["ruleset"], str(ruleset["version"]))
+
+
 def test_cross_check_gives_the_same_summary_and_says_it_was_cross_checked(cli: _Cli) -> None:
     plain, checked = cli(*SCREEN_SEED), cli(*SCREEN_SEED_CROSS_CHECKED)
     checked.assert_no_traceback()
-    assert checked.code == 3
+    assert checked.code == 4
     assert checked.lines[:-1] == plain.lines[:-1]
     assert "; cross-checked with the reference evaluator;" in checked.lines[-1]
-    assert checked.ruleset_line()["hash"] == plain.ruleset_line()["hash"]
+    assert checked.protocol_line()["hash"] == plain.protocol_line()["hash"]
 
 
 def test_reference_engine_gives_the_same_decision_and_reasons(cli: _Cli) -> None:
     durable, reference = cli(*SCREEN_SEED), cli(*SCREEN_SEED_REFERENCE)
     reference.assert_no_traceback()
-    assert reference.code == 3
+    assert reference.code == 4
     assert reference.lines[0] == durable.lines[0]
     assert sorted(reference.section("Reasons")) == sorted(durable.section("Reasons"))
-    last = reference.ruleset_line()
+    last = reference.protocol_line()
     assert last["engine"] == "reference evaluator"
-    assert last["hash"] == durable.ruleset_line()["hash"]
+    assert last["hash"] == durable.protocol_line()["hash"]
 
 
 def test_seed_json_is_the_full_result(cli: _Cli) -> None:
     run = cli(*SCREEN_SEED_JSON)
     run.assert_no_traceback()
-    assert run.code == 3
+    assert run.code == 4
     assert run.stderr == ""
     result = json.loads(run.stdout)
-    assert result["decision"] == "NEEDS_REVIEW"
-    assert result["ruleset"]["content_hash"].startswith("sha256:")
-    assert result["ruleset"]["content_hash"] == cli(*SCREEN_SEED).ruleset_line()["hash"]
-    assert result["findings"], "a NEEDS_REVIEW result must give its reasons"
+    assert (result["profile"], result["decision"]) == ("screening", "CANNOT_EVALUATE")
+    assert result["protocol"]["content_hash"] == cli(*SCREEN_SEED).protocol_line()["hash"]
+    assert {d["drug"]: d["outcome"] for d in result["drugs"]} == {
+        "lidocaine": "CANNOT_EVALUATE",
+        "ketamine": "CANNOT_EVALUATE",
+    }
     for finding in result["findings"]:
         assert re.fullmatch(r"[A-Z0-9]+(-[A-Z0-9]+)*", finding["rule_id"]), finding
         assert finding["sources"] and all(s.startswith("S-") for s in finding["sources"])
     crp = next(f for f in result["findings"] if f["rule_id"] == "LAB-02-CRP")
     assert (crp["outcome"], crp["sources"], crp["evidence"]) == ("NEEDS_REVIEW", ["S-09"], "CJ")
     assert "17.5" in crp["message"]
-    assert any("labs.cbc" in item["paths"] for item in result["missing"])
+    pre01 = next(item for item in result["missing"] if item["rule_id"] == "PRE-01")
+    assert pre01["outcome"] == "CANNOT_EVALUATE" and pre01["drugs"] == ["lidocaine"]
 
 
 def test_seed_json_round_trips_to_the_result_computed_in_process(cli: _Cli) -> None:
     """The printed JSON reads back, validated, into the very result the library computes."""
     text = cli(*SCREEN_SEED_JSON).stdout
-    evaluation = TypeAdapter(Evaluation).validate_json(text)
-    assert evaluation == evaluator_for().evaluate(load_patient(ROOT / SEED))
-    assert evaluation.to_json() == text.rstrip("\n")
+    assessment = Assessment.from_json(text)
+    assert assessment == screen(ROOT / SEED)
+    assert assessment.to_json() == text.rstrip("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# gate
+
+
+def test_gate_proceeds_for_a_patient_with_nothing_against_today(cli: _Cli) -> None:
+    run = cli(*GATE_PASSING)
+    run.assert_no_traceback()
+    assert (run.code, run.lines[0].split()) == (0, ["PROCEED", "session", "1", PASSING_SESSION])
+    assert run.drugs() == {
+        "IV lidocaine": "no",
+        "IV ketamine (low dose)": "no",
+    }
+    assert "Holds the session" not in run.lines
+    assert run.protocol_line()["profile"] == "gate"
+
+
+def test_gate_json_round_trips_and_gives_the_gate_decision(cli: _Cli) -> None:
+    text = cli(*GATE_PASSING_JSON).stdout
+    result = json.loads(text)
+    assert result["gate"] == {"decision": "PROCEED", "session": 1, "blocking": [], "reviewed": []}
+    assert Assessment.from_json(text) == check_session(ROOT / PASSING_SESSION)
+
+
+def _session_file(tmp_path: Path, name: str, patch: dict[str, Any]) -> str:
+    data = yaml.safe_load((ROOT / PASSING_SESSION).read_text(encoding="utf-8"))
+    target = tmp_path / name
+    target.write_text(yaml.safe_dump(merge(data, patch), sort_keys=False), encoding="utf-8")
+    return str(target)
+
+
+@pytest.mark.parametrize(
+    ("patch", "code", "decision", "heading", "rule"),
+    [
+        (
+            {"session": {"vitals": {"systolic_bp_mmhg": 172}}},
+            8,
+            "HOLD",
+            "Holds the session",
+            "GATE-02",
+        ),
+        (
+            {"demographics": {"pregnancy_status": "pregnant"}},
+            5,
+            "INELIGIBLE",
+            "Stops the course",
+            "LID-CI-12",
+        ),
+        (
+            {"demographics": {"weight_kg": None}},
+            8,
+            "HOLD",
+            "Holds the session",
+            "GATE-10",
+        ),
+    ],
+    ids=["systolic-172", "pregnant", "weight-missing"],
+)
+def test_gate_holds_or_stops_and_names_the_rule(
+    cli: _Cli,
+    tmp_path: Path,
+    patch: dict[str, Any],
+    code: int,
+    decision: str,
+    heading: str,
+    rule: str,
+) -> None:
+    patient = _session_file(tmp_path, "today.yaml", patch)
+    run = cli("gate", patient)
+    run.assert_no_traceback()
+    assert (run.code, run.lines[0].split()[:3]) == (code, [decision, "session", "1"])
+    blocking = [line.split()[1] for line in run.section(heading)]
+    assert rule in blocking
+
+
+def test_gate_without_a_session_block_is_an_input_error_in_that_file(cli: _Cli) -> None:
+    run = cli(*GATE_WITHOUT_SESSION)
+    run.assert_no_traceback()
+    assert run.code == 2
+    assert run.stdout == ""
+    assert run.stderr.startswith(f"error {PASSING}: missing_field: "), run.stderr
+    assert "(at $.session)" in run.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# test: golden cases and rule coverage
+
+
+def test_the_shipped_golden_cases_pass_and_cover_every_rule(cli: _Cli) -> None:
+    run = cli(*TEST_SHIPPED_CASES)
+    run.assert_no_traceback()
+    assert run.code == 0, run.stdout
+    assert re.fullmatch(r"(\d+) of \1 golden cases pass \(reference\)", run.lines[-2]), run.lines
+    assert (
+        run.lines[-1] == "every rule of the shipped rulesets fires in one case and not in another"
+    )
+
+
+def test_a_failing_case_and_the_uncovered_rules_are_reported(cli: _Cli) -> None:
+    run = cli(*TEST_FAILING_CASES)
+    run.assert_no_traceback()
+    assert run.code == 1
+    case = f"{GOLDEN_FAILING}/screening/seed-called-eligible.yaml"
+    assert run.lines[:2] == [
+        f"FAIL {case} (The seed patient, wrongly expected ELIGIBLE)",
+        "  - decision is CANNOT_EVALUATE, expected ELIGIBLE",
+    ]
+    assert (
+        "0 of 1 golden cases pass (durable-rules cross-checked by the reference evaluator)"
+        in run.lines
+    )
+    uncovered = next(line for line in run.lines if line.endswith("rules not covered:"))
+    assert int(uncovered.split()[0]) > 100
+    assert "  pretests PRE-01: in no golden case's fired or not_fired" in run.lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,7 +563,7 @@ def test_exit_code_and_first_line_follow_the_decision(cli: _Cli, case: Decision)
     criteria = [line.split()[-2] for line in run.section("Criteria")[1:]]
     if case.reason is None:
         assert "Reasons" not in run.lines
-        assert criteria == ["established"] * 4
+        assert criteria == ["established"] * 3
     else:
         reasons = [line.split()[:2] for line in run.section("Reasons")]
         assert [case.decision, case.reason] in reasons
@@ -488,14 +693,29 @@ def test_check_accepts_the_shipped_rulesets(cli: _Cli) -> None:
     run.assert_no_traceback()
     assert run.code == 0
     assert run.stderr == ""
-    assert len(run.lines) == 1
-    ok = re.fullmatch(
-        r"ok rulesets/eligibility\.yaml: (\S+) (\S+), (\d+) rules, (sha256:[0-9a-f]{64})",
-        run.lines[0],
+    ok = [
+        re.fullmatch(r"ok rulesets/(\S+): (\S+) (\S+), (\d+) rules, (sha256:[0-9a-f]{64})", line)
+        for line in run.lines
+    ]
+    assert all(ok), run.stdout
+    checked = {(m[1], m[2]): m for m in ok if m is not None}
+    # Every ruleset file once, and the protocol once per profile; the tables are not rulesets.
+    assert set(checked) == {
+        ("eligibility.yaml", "eligibility"),
+        ("contraindications.yaml", "contraindications"),
+        ("interactions.yaml", "interactions"),
+        ("pretests.yaml", "pretests"),
+        ("gate.yaml", "gate"),
+        ("protocol.yaml", "systemic_desensitisation/screening"),
+        ("protocol.yaml", "systemic_desensitisation/gate"),
+    }
+    screened = cli(*SCREEN_SEED).protocol_line()
+    screening = checked["protocol.yaml", "systemic_desensitisation/screening"]
+    assert (screening[3], screening[5]) == (screened["version"], screened["hash"])
+    assert int(screening[4]) == sum(
+        int(checked[f"{name}.yaml", name][4])
+        for name in ("eligibility", "contraindications", "interactions", "pretests")
     )
-    assert ok is not None, run.lines[0]
-    screened = cli(*SCREEN_SEED).ruleset_line()
-    assert (ok[1], ok[2], ok[4]) == (screened["id"], screened["version"], screened["hash"])
 
 
 def test_check_reports_every_error_of_every_file_in_one_run(
@@ -555,7 +775,7 @@ def test_schema_to_a_file_writes_the_committed_schema(cli: _Cli, tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("command", "purpose"), HELP, ids=["cds-rules", "screen", "check", "schema"]
+    ("command", "purpose"), HELP, ids=["cds-rules", "screen", "gate", "test", "check", "schema"]
 )
 def test_help_explains_each_command(cli: _Cli, command: tuple[str, ...], purpose: str) -> None:
     run = cli(*command, "--help")
