@@ -251,6 +251,55 @@ def _print_finding(console: Console, finding: Finding, indent: str = "  ") -> No
     )
 
 
+def _missing_summary(missing: tuple[MissingData, ...]) -> list[tuple[Outcome, str, list[str]]]:
+    """What to record, grouped: one line per absent record (``no 12-lead ECG on file``), one
+    for laboratory results, one per other field; each with the most restrictive outcome it
+    holds and the rules waiting for it, most restrictive first. A result listed at one outcome
+    is not repeated at a milder one."""
+    labs = "laboratory results not recorded or too old:"
+    # (key, part) -> [outcome, rules]; part is a lab test, or "" for a whole record or field
+    needed: dict[tuple[str, str], tuple[list[Outcome], list[str]]] = {}
+    for item in missing:
+        if item.outcome is None or item.outcome == Outcome.INFO:
+            continue
+        for path, detail in zip(item.paths, item.details, strict=False):
+            _, _, absent = detail.partition(" is not recorded: ")
+            if absent:
+                key = (absent, "")
+            elif path.startswith("labs."):
+                key = (labs, path.removeprefix("labs.").split("_")[0])
+            else:
+                key = (f"`{path}` not recorded", "")
+            outcomes, rules = needed.setdefault(key, ([], []))
+            outcomes.append(item.outcome)
+            if item.rule_id not in rules:
+                rules.append(item.rule_id)
+    lines: dict[tuple[Outcome, str], tuple[list[str], list[str]]] = {}
+    for (what, part), (outcomes, rules) in needed.items():
+        worst = max(outcomes, key=lambda outcome: outcome.severity)
+        parts, line_rules = lines.setdefault((worst, what), ([], []))
+        if part:
+            parts.append(part)
+        line_rules.extend(rule for rule in rules if rule not in line_rules)
+    ordered = sorted(lines.items(), key=lambda entry: -entry[0][0].severity)
+    return [
+        (outcome, f"{what} {', '.join(parts)}" if parts else what, rules)
+        for (outcome, what), (parts, rules) in ordered
+    ]
+
+
+def _print_to_record(console: Console, missing: tuple[MissingData, ...], heading: str) -> None:
+    summary = _missing_summary(missing)
+    if not summary:
+        return
+    console.print(f"\n[bold]{heading}[/bold]")
+    for outcome, what, rules in summary:
+        console.print(
+            f"  [{_STYLE[outcome]}]{outcome.value:<15}[/] {escape(what)} "
+            f"[dim]({len(rules)} rule{'s' if len(rules) != 1 else ''}: {', '.join(rules)})[/dim]"
+        )
+
+
 def _print_missing(console: Console, missing: tuple[MissingData, ...]) -> None:
     shown = [m for m in missing if m.paths]
     if not shown:
@@ -294,6 +343,11 @@ def _print_assessment(assessment: Assessment, patient_file: str) -> None:
             f"  [{_STYLE[pathway.outcome]}]{pathway.pathway}: {pathway.outcome.value}[/] "
             f"[bold]{pathway.id}[/bold] {escape(pathway.message)}"
         )
+    _print_to_record(
+        console,
+        assessment.missing,
+        "To record before this session" if gate is not None else "To record before a decision",
+    )
     if gate is not None:
         if gate.blocking:
             heading = "Stops the course" if gate.decision == "INELIGIBLE" else "Holds the session"

@@ -338,6 +338,16 @@ def test_seed_summary_names_the_missing_pre_infusion_data_and_keeps_her_review_f
     also_noted = [line.split()[0] for line in run.section("Also noted")]
     assert "REF-02-PREGABALIN-INADEQUATE" in also_noted
 
+    # What to record, grouped: the absent ECG and the laboratory results, most restrictive first.
+    to_record = run.section("To record before a decision")
+    assert to_record[0].split()[:2] == ["CANNOT_EVALUATE", "no"]
+    assert "no 12-lead ECG on file (`ecgs`)" in to_record[0] and "PRE-01" in to_record[0]
+    assert to_record[1].split()[0] == "CANNOT_EVALUATE"
+    tests = to_record[1].partition("too old: ")[2].partition(" (")[0].split(", ")
+    assert {"potassium", "sodium", "magnesium", "alt", "ast", "bilirubin", "egfr"} <= set(tests)
+    assert all(line.split()[0] == "NEEDS_REVIEW" for line in to_record[2:])
+    assert any("the allergy list (`allergies`) is not recorded" in line for line in to_record)
+
     missing = run.section("Missing or incomplete data")
     headers = {line.split()[0]: line for line in missing if not line.startswith("      ")}
     assert headers["PRE-01"].endswith("(CANNOT_EVALUATE)")
@@ -507,6 +517,9 @@ def test_gate_holds_or_stops_and_names_the_rule(
     assert (run.code, run.lines[0].split()[:3]) == (code, [decision, "session", "1"])
     blocking = [line.split()[1] for line in run.section(heading)]
     assert rule in blocking
+    if rule == "GATE-10":
+        (line,) = run.section("To record before this session")
+        assert line.split()[:2] == ["CANNOT_EVALUATE", "`patient.weight_kg`"]
 
 
 def test_gate_without_a_session_block_is_an_input_error_in_that_file(cli: _Cli) -> None:
