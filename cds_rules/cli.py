@@ -209,10 +209,12 @@ def _ruleset_failure(path: Path, error: Exception, as_json: bool) -> NoReturn:
 
 def _in_file(error: InputError, file: str) -> list[CdsRulesError]:
     """The errors of a whole-patient check, placed in the patient's file."""
-    items = list(getattr(error, "errors", None) or [error])
-    for item in items:
-        if item.location.file is None:
-            item.location = dataclasses.replace(item.location, file=file)
+    items: list[CdsRulesError] = []
+    for item in getattr(error, "errors", None) or [error]:
+        location = item.location
+        if location.file is None:
+            location = dataclasses.replace(location, file=file)
+        items.append(type(item)(item.code, item.message, location, item.hint))
     return items
 
 
@@ -288,12 +290,16 @@ def _missing_summary(missing: tuple[MissingData, ...]) -> list[tuple[Outcome, st
     ]
 
 
-def _print_to_record(console: Console, missing: tuple[MissingData, ...], heading: str) -> None:
+def _print_to_record(
+    console: Console, missing: tuple[MissingData, ...], heading: str, gate: bool
+) -> None:
     summary = _missing_summary(missing)
     if not summary:
         return
     console.print(f"\n[bold]{heading}[/bold]")
-    for outcome, what, rules in summary:
+    for found, what, rules in summary:
+        # At the gate no review lifts missing data: whatever it would be at screening, it holds.
+        outcome = Outcome.HOLD if gate and found == Outcome.NEEDS_REVIEW else found
         console.print(
             f"  [{_STYLE[outcome]}]{outcome.value:<15}[/] {escape(what)} "
             f"[dim]({len(rules)} rule{'s' if len(rules) != 1 else ''}: {', '.join(rules)})[/dim]"
@@ -347,6 +353,7 @@ def _print_assessment(assessment: Assessment, patient_file: str) -> None:
         console,
         assessment.missing,
         "To record before this session" if gate is not None else "To record before a decision",
+        gate=gate is not None,
     )
     if gate is not None:
         if gate.blocking:
@@ -575,7 +582,9 @@ def check(
             }
         )
     if errors:
-        _fail(list(errors), EXIT_RULESET_ERROR, as_json)
+        # A ruleset named by a profile that failed is also compiled on its own: one line each.
+        unique = list({str(error): error for error in errors}.values())
+        _fail(unique, EXIT_RULESET_ERROR, as_json)
     if as_json:
         with _reader_may_stop_early():
             print(json.dumps({"rulesets": rows}, indent=2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -800,3 +801,19 @@ def test_help_explains_each_command(cli: _Cli, command: tuple[str, ...], purpose
         assert all(name in text for name in ("screen", "check", "schema"))
     if command == ("screen",):
         assert all(flag in text for flag in ("--json", "--cross-check", "--engine", "--ruleset"))
+
+
+def test_check_reports_an_error_of_a_shared_ruleset_once(cli: _Cli, tmp_path: Path) -> None:
+    """interactions.yaml is in both profiles and, when they fail, is compiled on its own too."""
+    shutil.copytree(ROOT / "rulesets", tmp_path / "rulesets")
+    broken = tmp_path / "rulesets" / "interactions.yaml"
+    text = broken.read_text(encoding="utf-8")
+    broken.write_text(
+        text.replace("med.drug_class: {eq: methylxanthine}", "med.drug_class: {eq: 3}", 1),
+        encoding="utf-8",
+    )
+    run = cli("check", str(tmp_path / "rulesets"))
+    run.assert_no_traceback()
+    assert run.code == 6
+    assert len(run.error_lines) == 1, run.stderr
+    assert run.error_lines[0].startswith(f"error {broken}:")
