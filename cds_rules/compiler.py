@@ -991,7 +991,8 @@ def _stage_engine(ctx: _Context) -> None:
                     f"write the comparison on the other fact, referring to `{unsafe}` (e.g. "
                     "`ecg.age_days: {gt: {field: med.days_since_started}}` instead of "
                     "`med.days_since_started: {lt: {field: ecg.age_days}}`), and list "
-                    f"`{unsafe}` first in `requires`",
+                    f"`{unsafe}` first in `requires`; if both facts are tested in other ways, "
+                    "split the rule",
                 )
                 break
             for number, alternative in enumerate(alternatives):

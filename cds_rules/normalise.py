@@ -13,6 +13,7 @@ no records, so rules over it simply do not match.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Literal
 
@@ -219,7 +220,8 @@ def _use(status: str, days_stopped: float | None) -> str:
         return "taken"
     if days_stopped is None:
         return "stopped, date not recorded"
-    days = round(days_stopped, 1)
+    # Rounded down, so the message never shows a washout as passed before it has.
+    days = math.floor(days_stopped * 10) / 10
     return f"stopped {days:g} day{'' if days == 1 else 's'} ago"
 
 

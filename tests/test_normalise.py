@@ -418,7 +418,7 @@ RULESETS = Path(__file__).resolve().parents[1] / "rulesets"
         (
             {"drug": "fluvoxamine", "status": "stopped", "stopped_at": "2026-01-15T09:01:00+00:00"},
             True,
-            "stopped 5 days ago",
+            "stopped 4.9 days ago",
         ),
         (
             {"drug": "fluvoxamine", "status": "stopped", "stopped_at": "2026-01-15T09:00:00+00:00"},
