@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from enum import Enum
@@ -25,6 +27,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from .api import DEFAULT_PROTOCOL, default_rulesets_dir, evaluator_for
+from .dosing import (
+    DosePlan,
+    DosingTable,
+    DrugDose,
+    Note,
+    check_order,
+    fmt,
+    load_dosing_table,
+    plan_session,
+)
 from .errors import CdsRulesError, EngineError, InputError, Location, RulesetError
 from .evaluation import Evaluation, Finding, MissingData
 from .facts import PatientFacts, load_patient
@@ -486,6 +498,200 @@ def gate(
     raise typer.Exit(GATE_EXIT_CODES[assessment.gate.decision])
 
 
+# ---------------------------------------------------------------------------------------------
+# Doses
+
+DOSE_CHECK_EXIT_CODES = {"ACCEPT": 0, "NEEDS_REVIEW": 3, "CANNOT_EVALUATE": 4, "REJECT": 9}
+
+
+class DrugChoice(str, Enum):
+    lidocaine = "lidocaine"
+    ketamine = "ketamine"
+
+
+def _dosing_table(path: Path | None, as_json: bool) -> DosingTable:
+    table_path = path or default_rulesets_dir() / "dosing.yaml"
+    try:
+        return load_dosing_table(table_path)
+    except (RulesetError, OSError) as error:
+        _ruleset_failure(table_path, error, as_json)
+
+
+def _print_note(console: Console, note: Note) -> None:
+    console.print(
+        f"  [{_STYLE[note.outcome]}]{note.outcome.value:<15}[/] [bold]{note.rule}[/bold] "
+        f"{escape(note.message)}"
+    )
+
+
+def _print_dose(console: Console, title: str, dose: DrugDose) -> None:
+    minutes = (fmt(dose.shortest_infusion_min), fmt(dose.longest_infusion_min))
+    console.print(f"\n[bold]{title}[/bold] ({dose.rule})")
+    console.print(
+        f"  {fmt(dose.mg_per_kg)} mg/kg x {fmt(dose.weight_kg)} kg ({dose.weight_basis} weight) "
+        f"= [bold]{fmt(dose.mg)} mg[/bold]" + (" (capped)" if dose.capped else "")
+    )
+    console.print(
+        f"  volume [bold]{fmt(dose.ml)} mL[/bold] of {fmt(dose.concentration_mg_per_ml)} mg/mL"
+    )
+    console.print(
+        f"  rate {fmt(dose.mg_per_h[0])} mg/h ({fmt(dose.mg_per_kg_per_h[0])} mg/kg/h) over "
+        f"{minutes[0]} min to {fmt(dose.mg_per_h[1])} mg/h ({fmt(dose.mg_per_kg_per_h[1])} "
+        f"mg/kg/h) over {minutes[1]} min"
+    )
+
+
+def _print_plan(plan: DosePlan, patient_file: str, table: DosingTable) -> None:
+    console = _console()
+    console.print(
+        f"[{_STYLE[plan.outcome]}]{plan.outcome.value}[/]  dose plan for session {plan.session}  "
+        f"{escape(patient_file)}"
+    )
+    weight = plan.weight
+    console.print(f"\n[bold]Weight[/bold] ({table.weight.rule})")
+    parts = [
+        f"actual {fmt(weight.actual_kg)} kg"
+        if weight.actual_kg is not None
+        else "actual: not recorded",
+        f"height {fmt(weight.height_cm)} cm"
+        if weight.height_cm is not None
+        else "height: not recorded",
+    ]
+    if weight.ibw_kg is not None:
+        parts.append(f"ideal (Devine, {weight.sex}) {fmt(weight.ibw_kg)} kg")
+    if weight.adjusted_kg is not None:
+        parts.append(f"adjusted {fmt(weight.adjusted_kg)} kg")
+    if weight.dosing_kg is not None:
+        parts.append(f"lidocaine dosed on {weight.basis} weight {fmt(weight.dosing_kg)} kg")
+    console.print("  " + "; ".join(parts))
+    if plan.notes:
+        console.print("\n[bold]Notes[/bold]")
+        for note in plan.notes:
+            _print_note(console, note)
+    if plan.lidocaine is not None:
+        _print_dose(console, "IV lidocaine", plan.lidocaine)
+    if plan.ketamine is not None:
+        _print_dose(console, "IV ketamine", plan.ketamine)
+    elif plan.lidocaine is not None:
+        console.print(
+            f"\n[bold]IV ketamine[/bold] ({table.ketamine.rule}): none in session "
+            f"{plan.session} (from session {int(table.ketamine.first_session.value)})"
+        )
+    if plan.bag_ml is not None and plan.bag_ml_per_h is not None and plan.lidocaine is not None:
+        drugs = " + ".join(
+            f"{fmt(dose.ml)} mL {dose.drug}" for dose in (plan.lidocaine, plan.ketamine) if dose
+        )
+        console.print("\n[bold]Bag[/bold]")
+        console.print(
+            f"  {fmt(table.lidocaine.diluent_ml.d)} mL diluent + {drugs} = "
+            f"[bold]{fmt(plan.bag_ml)} mL[/bold]: {fmt(plan.bag_ml_per_h[0])} mL/h over "
+            f"{fmt(plan.lidocaine.shortest_infusion_min)} min, {fmt(plan.bag_ml_per_h[1])} mL/h "
+            f"over {fmt(plan.lidocaine.longest_infusion_min)} min"
+        )
+    console.print(
+        f"\n[dim]dosing table {table.version}; the ceiling for session {plan.session} if every "
+        "earlier session escalated (the course decides whether it may)[/dim]"
+    )
+
+
+@app.command()
+def dose(
+    patient_file: Annotated[Path, typer.Argument(help="Patient facts, YAML or JSON.")],
+    session: Annotated[int, typer.Option(help="Session number (1 = the first day).")],
+    lidocaine_mg_per_ml: Annotated[
+        float, typer.Option(help="Concentration of the lidocaine product in hand, mg/mL.")
+    ],
+    ketamine_mg_per_ml: Annotated[
+        float, typer.Option(help="Concentration of the ketamine product in hand, mg/mL.")
+    ],
+    table: Annotated[
+        Path | None, typer.Option(help="Dosing table (default: rulesets/dosing.yaml).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Dose plan for one session: each drug in mg/kg, mg, mL of the product in hand and mg/h.
+
+    The concentrations are required: the same mg in a 20 or a 21 mg/mL product is a different
+    volume, and none is assumed.
+    """
+    facts = _load_facts(patient_file, as_json)
+    dosing = _dosing_table(table, as_json)
+    try:
+        plan = plan_session(
+            facts,
+            session,
+            lidocaine_mg_per_ml=lidocaine_mg_per_ml,
+            ketamine_mg_per_ml=ketamine_mg_per_ml,
+            table=dosing,
+        )
+    except InputError as error:
+        _fail(error, EXIT_INPUT_ERROR, as_json)
+    with _reader_may_stop_early():
+        if as_json:
+            print(plan.to_json())
+        else:
+            _print_plan(plan, str(patient_file), dosing)
+    raise typer.Exit(EXIT_CODES.get(plan.outcome, EXIT_CODES[Outcome.CANNOT_EVALUATE]))
+
+
+@app.command("check-dose")
+def check_dose(
+    patient_file: Annotated[Path, typer.Argument(help="Patient facts, YAML or JSON.")],
+    drug: Annotated[DrugChoice, typer.Option(help="The drug ordered.")],
+    mg: Annotated[float, typer.Option(help="The ordered dose for the session, mg.")],
+    table: Annotated[
+        Path | None, typer.Option(help="Dosing table (default: rulesets/dosing.yaml).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the check as JSON.")] = False,
+) -> None:
+    """Check an ordered dose: ACCEPT, or REJECT with the permitted maximum.
+
+    Exit codes: 0 ACCEPT, 9 REJECT, 3 NEEDS_REVIEW (maximum on actual weight, height not
+    recorded), 4 CANNOT_EVALUATE (no weight).
+    """
+    facts = _load_facts(patient_file, as_json)
+    dosing = _dosing_table(table, as_json)
+    try:
+        result = check_order(facts, drug.value, mg, table=dosing)
+    except InputError as error:
+        _fail(error, EXIT_INPUT_ERROR, as_json)
+    with _reader_may_stop_early():
+        if as_json:
+            print(result.to_json())
+        else:
+            console = _console()
+            style = {"ACCEPT": "bold green", "REJECT": "bold red"}.get(
+                result.decision, "bold magenta"
+            )
+            per_kg = (
+                f" = {fmt(result.ordered_mg_per_kg)} mg/kg of {result.weight_basis} weight "
+                f"{fmt(result.weight_kg)} kg"
+                if result.ordered_mg_per_kg is not None and result.weight_kg is not None
+                else ""
+            )
+            console.print(
+                f"[{style}]{result.decision}[/]  {result.drug} {fmt(result.ordered_mg)} mg"
+                f"{per_kg}  {escape(str(patient_file))}"
+            )
+            if result.max_mg is not None:
+                console.print(
+                    f"  permitted maximum {fmt(result.max_mg)} mg "
+                    f"({fmt(result.max_mg_per_kg)} mg/kg)"
+                )
+            for note in result.notes:
+                _print_note(console, note)
+            console.print(f"[dim]dosing table {dosing.version}[/dim]")
+    raise typer.Exit(DOSE_CHECK_EXIT_CODES[result.decision])
+
+
+def _is_dosing_table(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(r"^table:\s*dosing\s*$", text, flags=re.MULTILINE) is not None
+
+
 def _kind_of_file(path: Path) -> str:
     """``protocol``, ``table`` or ``ruleset``, from the file's first top-level key."""
     try:
@@ -563,6 +769,29 @@ def check(
                     "rules": sum(len(c.rules) for c in profile.rulesets),
                 }
             )
+    for table_file in (f for f in files if _kind_of_file(f) == "table"):
+        if not _is_dosing_table(table_file):
+            continue  # terminology tables are checked through the protocol that names them
+        try:
+            dosing = load_dosing_table(table_file)
+        except RulesetError as error:
+            errors.extend(getattr(error, "errors", [error]))
+            continue
+        rows.append(
+            {
+                "file": str(table_file),
+                "id": dosing.table,
+                "version": dosing.version,
+                "content_hash": "sha256:" + hashlib.sha256(table_file.read_bytes()).hexdigest(),
+                "rules": sum(
+                    1
+                    for section in (dosing.weight, dosing.lidocaine, dosing.ketamine, dosing.course)
+                    for name in type(section).model_fields
+                    if hasattr(getattr(section, name), "sources")
+                ),
+                "unit": "parameters",
+            }
+        )
     others = [f for f in files if _kind_of_file(f) == "ruleset" and f.resolve() not in covered]
     loaded, load_errors = load_rulesets(others)
     errors.extend(load_errors)
@@ -594,7 +823,7 @@ def check(
         for row in rows:
             console.print(
                 f"[green]ok[/green] {escape(str(row['file']))}: {row['id']} {row['version']}, "
-                f"{row['rules']} rules, {row['content_hash']}"
+                f"{row['rules']} {row.get('unit', 'rules')}, {row['content_hash']}"
             )
         if not rows:
             console.print("no ruleset files found")

@@ -708,7 +708,10 @@ def test_check_accepts_the_shipped_rulesets(cli: _Cli) -> None:
     assert run.code == 0
     assert run.stderr == ""
     ok = [
-        re.fullmatch(r"ok rulesets/(\S+): (\S+) (\S+), (\d+) rules, (sha256:[0-9a-f]{64})", line)
+        re.fullmatch(
+            r"ok rulesets/(\S+): (\S+) (\S+), (\d+) (?:rules|parameters), (sha256:[0-9a-f]{64})",
+            line,
+        )
         for line in run.lines
     ]
     assert all(ok), run.stdout
@@ -722,7 +725,10 @@ def test_check_accepts_the_shipped_rulesets(cli: _Cli) -> None:
         ("gate.yaml", "gate"),
         ("protocol.yaml", "systemic_desensitisation/screening"),
         ("protocol.yaml", "systemic_desensitisation/gate"),
+        ("dosing.yaml", "dosing"),
     }
+    assert run.lines[-1].startswith("ok rulesets/dosing.yaml: dosing 1.0.0, ")
+    assert " parameters, " in run.lines[-1]
     screened = cli(*SCREEN_SEED).protocol_line()
     screening = checked["protocol.yaml", "systemic_desensitisation/screening"]
     assert (screening[3], screening[5]) == (screened["version"], screened["hash"])
@@ -817,3 +823,60 @@ def test_check_reports_an_error_of_a_shared_ruleset_once(cli: _Cli, tmp_path: Pa
     assert run.code == 6
     assert len(run.error_lines) == 1, run.stderr
     assert run.error_lines[0].startswith(f"error {broken}:")
+
+
+# ---------------------------------------------------------------------------------------------
+# dose and check-dose
+
+
+def test_dose_plan_for_the_seed_gives_mg_ml_and_rates_at_the_concentration_in_hand(
+    cli: _Cli,
+) -> None:
+    at_21 = cli(
+        "dose", SEED, "--session", "7", "--lidocaine-mg-per-ml", "21", "--ketamine-mg-per-ml", "10"
+    )
+    at_20 = cli(
+        "dose", SEED, "--session", "7", "--lidocaine-mg-per-ml", "20", "--ketamine-mg-per-ml", "10"
+    )
+    for run in (at_21, at_20):
+        run.assert_no_traceback()
+        assert run.code == 3  # no height: actual-weight dosing for review
+        assert run.lines[0].split()[:5] == ["NEEDS_REVIEW", "dose", "plan", "for", "session"]
+        lidocaine = run.section("IV lidocaine (DOSE-LID-01)")
+        assert lidocaine[0].strip() == "5 mg/kg x 85 kg (actual weight) = 425 mg"
+        ketamine = run.section("IV ketamine (DOSE-KET-01)")
+        assert ketamine[0].strip() == "0.2 mg/kg x 85 kg (actual weight) = 17 mg"
+        assert any("DOSE-LID-02" in line and "height" in line for line in run.section("Notes"))
+    assert at_21.section("IV lidocaine (DOSE-LID-01)")[1].strip() == "volume 20.24 mL of 21 mg/mL"
+    assert at_20.section("IV lidocaine (DOSE-LID-01)")[1].strip() == "volume 21.25 mL of 20 mg/mL"
+
+
+def test_dose_needs_the_concentrations_and_never_assumes_one(cli: _Cli) -> None:
+    run = cli("dose", SEED, "--session", "1", "--ketamine-mg-per-ml", "10")
+    assert run.code == 2
+    assert "--lidocaine-mg-per-ml" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("mg", "code", "first"),
+    [("20", 9, "REJECT"), ("17", 0, "ACCEPT"), ("17.01", 9, "REJECT")],
+)
+def test_check_dose_accepts_up_to_the_limit_and_rejects_with_the_maximum(
+    cli: _Cli, mg: str, code: int, first: str
+) -> None:
+    run = cli("check-dose", SEED, "--drug", "ketamine", "--mg", mg)
+    run.assert_no_traceback()
+    assert (run.code, run.lines[0].split()[:3]) == (code, [first, "ketamine", mg])
+    assert run.lines[1].strip() == "permitted maximum 17 mg (0.2 mg/kg)"
+    if first == "REJECT":
+        assert "DOSE-KET-02" in run.lines[2] and "the maximum is 17 mg" in run.lines[2]
+
+
+def test_check_dose_json(cli: _Cli) -> None:
+    run = cli("check-dose", SEED, "--drug", "ketamine", "--mg", "20", "--json")
+    result = json.loads(run.stdout)
+    assert (result["decision"], result["max_mg"], result["ordered_mg_per_kg"]) == (
+        "REJECT",
+        17.0,
+        0.2353,
+    )

@@ -1,0 +1,575 @@
+"""Session doses: dosing weight, the planned dose of each drug, and checks of ordered doses.
+
+Every clinical number comes from ``rulesets/dosing.yaml`` (DOSE-LID-01/02, DOSE-KET-01/02,
+SES-MAX), each with its source; this module does the unit arithmetic only: ideal body weight
+(Devine), adjusted body weight, mg/kg to mg to mL at the concentration of the product in hand,
+and infusion rates. Arithmetic is decimal, so a boundary is exact: 15 mg for 75 kg is exactly
+0.2 mg/kg and is allowed; 15.01 mg is not.
+
+Missing data never yields a dose: no weight gives CANNOT_EVALUATE (a missing weight is not
+70 kg); no height gives the dose on actual weight with NEEDS_REVIEW; under the minimum weight
+is INELIGIBLE.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import InputError, Location, RulesetError, RulesetErrors
+from .facts import PatientFacts
+from .loader import did_you_mean
+from .spec import Evidence, Outcome, SourceSpec
+from .terminology import _load
+
+__all__ = [
+    "DoseCheck",
+    "DosePlan",
+    "DosingTable",
+    "DosingWeight",
+    "DrugDose",
+    "Note",
+    "check_order",
+    "dosing_weight",
+    "fmt",
+    "load_dosing_table",
+    "plan_session",
+]
+
+Drug = Literal["lidocaine", "ketamine"]
+CheckDecision = Literal["ACCEPT", "REJECT", "NEEDS_REVIEW", "CANNOT_EVALUATE"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Parameter(_Table):
+    """One number with its source and evidence grade."""
+
+    value: Annotated[float, Field(gt=0)]
+    sources: list[str] = Field(min_length=1)
+    evidence: Evidence
+    note: str | None = None
+
+    @property
+    def d(self) -> Decimal:
+        return Decimal(str(self.value))
+
+
+class OutcomeParameter(_Table):
+    outcome: Outcome
+    sources: list[str] = Field(min_length=1)
+    evidence: Evidence
+    note: str | None = None
+
+
+class WeightSpec(_Table):
+    rule: str
+    title: str
+    minimum_kg: Parameter
+    ibw_female_base_kg: Parameter
+    ibw_male_base_kg: Parameter
+    ibw_base_height_cm: Parameter
+    ibw_kg_per_cm: Parameter
+    adjusted_above_ibw_ratio: Parameter
+    adjusted_excess_fraction: Parameter
+    without_height: OutcomeParameter
+
+
+class LidocaineSpec(_Table):
+    rule: str
+    title: str
+    start_mg_per_kg: Parameter
+    step_mg_per_kg: Parameter
+    max_mg_per_kg: Parameter
+    cap_mg: Parameter
+    shortest_infusion_min: Parameter
+    longest_infusion_min: Parameter
+    max_rate_mg_per_kg_per_h: Parameter
+    diluent_ml: Parameter
+
+
+class KetamineSpec(_Table):
+    rule: str
+    cap_rule: str
+    title: str
+    first_session: Parameter
+    start_mg: Parameter
+    step_mg: Parameter
+    min_mg_per_kg: Parameter
+    max_mg_per_kg: Parameter
+    round_to_mg: Parameter
+
+
+class CourseSpec(_Table):
+    rule: str
+    max_sessions: Parameter
+
+
+class DosingTable(_Table):
+    table: Annotated[str, Field(pattern=r"^dosing$")]
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    title: str
+    sources: dict[str, SourceSpec] = Field(min_length=1)
+    weight: WeightSpec
+    lidocaine: LidocaineSpec
+    ketamine: KetamineSpec
+    course: CourseSpec
+
+
+def load_dosing_table(path: Path | str) -> DosingTable:
+    """Read and check ``dosing.yaml``; raise ``RulesetErrors`` with every problem."""
+    spec, positions, _ = _load(path, DosingTable)  # type: ignore[arg-type]
+    assert isinstance(spec, DosingTable)
+    errors: list[RulesetError] = []
+    for section in ("weight", "lidocaine", "ketamine", "course"):
+        block = getattr(spec, section)
+        for name in type(block).model_fields:
+            item = getattr(block, name)
+            if not isinstance(item, Parameter | OutcomeParameter):
+                continue
+            for index, source in enumerate(item.sources):
+                if source not in spec.sources:
+                    errors.append(
+                        positions.error(
+                            "unknown_source",
+                            f"unknown source `{source}`",
+                            (section, name, "sources", index),
+                            did_you_mean(source, spec.sources),
+                        )
+                    )
+    if errors:
+        raise RulesetErrors(errors)
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Note:
+    """A reason shown with a dose: the rule, its outcome and what it says."""
+
+    rule: str
+    outcome: Outcome
+    message: str
+    #: What the note is about: ``weight``, ``minimum_weight``, ``height``, ``basis``, ``cap``,
+    #: ``range``, ``course`` or ``order``.
+    about: str
+
+
+@dataclass(frozen=True)
+class DosingWeight:
+    actual_kg: Decimal | None
+    height_cm: Decimal | None
+    sex: str | None
+    ibw_kg: Decimal | None
+    adjusted_kg: Decimal | None
+    #: ``actual`` or ``adjusted``; None when there is no weight.
+    basis: Literal["actual", "adjusted"] | None
+    dosing_kg: Decimal | None
+    outcome: Outcome
+    notes: tuple[Note, ...]
+
+
+@dataclass(frozen=True)
+class DrugDose:
+    drug: Drug
+    rule: str
+    session: int
+    weight_basis: str
+    weight_kg: Decimal
+    mg_per_kg: Decimal
+    mg: Decimal
+    #: The absolute cap lowered the dose (lidocaine 500 mg).
+    capped: bool
+    concentration_mg_per_ml: Decimal
+    ml: Decimal
+    shortest_infusion_min: Decimal
+    longest_infusion_min: Decimal
+    #: Rates over the shortest and the longest infusion.
+    mg_per_h: tuple[Decimal, Decimal]
+    mg_per_kg_per_h: tuple[Decimal, Decimal]
+
+
+@dataclass(frozen=True)
+class DosePlan:
+    """The doses for one session, or the reason there are none (``outcome``)."""
+
+    session: int
+    table_version: str
+    outcome: Outcome
+    weight: DosingWeight
+    lidocaine: DrugDose | None
+    ketamine: DrugDose | None
+    #: The infusion bag: diluent plus both drugs' volumes, and its pump rates.
+    bag_ml: Decimal | None
+    bag_ml_per_h: tuple[Decimal, Decimal] | None
+    notes: tuple[Note, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = _jsonable(asdict(self))
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class DoseCheck:
+    """An ordered dose against the permitted maximum."""
+
+    drug: Drug
+    decision: CheckDecision
+    ordered_mg: Decimal
+    ordered_mg_per_kg: Decimal | None
+    weight_basis: str | None
+    weight_kg: Decimal | None
+    max_mg: Decimal | None
+    max_mg_per_kg: Decimal
+    notes: tuple[Note, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = _jsonable(asdict(self))
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Outcome):
+        return value.value
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Arithmetic
+
+
+def fmt(value: Decimal) -> str:
+    """A decimal as written by hand: ``85``, ``3.75``, ``0.235`` (no trailing zeros)."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _dec(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _round(value: Decimal, places: str) -> Decimal:
+    return value.quantize(Decimal(places), rounding=ROUND_HALF_UP)
+
+
+def _to_step(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    return (value / step).to_integral_value(rounding=rounding) * step
+
+
+def _worst(outcomes: list[Outcome]) -> Outcome:
+    return max(outcomes, key=lambda outcome: outcome.severity)
+
+
+def dosing_weight(facts: PatientFacts, table: DosingTable) -> DosingWeight:
+    """The weight IV lidocaine is dosed on (DOSE-LID-02), and why."""
+    spec = table.weight
+    demographics = facts.demographics
+    actual = _dec(demographics.weight_kg)
+    height = _dec(demographics.height_cm)
+    sex = demographics.sex
+    if actual is None:
+        note = Note(
+            spec.rule,
+            Outcome.CANNOT_EVALUATE,
+            "weight not recorded (`demographics.weight_kg`): no dose can be computed, and none "
+            "is assumed",
+            "weight",
+        )
+        return DosingWeight(None, height, sex, None, None, None, None, note.outcome, (note,))
+    notes: list[Note] = []
+    if actual < spec.minimum_kg.d:
+        notes.append(
+            Note(
+                spec.rule,
+                Outcome.INELIGIBLE,
+                f"weight {fmt(actual)} kg is under {fmt(spec.minimum_kg.d)} kg: "
+                "IV lidocaine is not given",
+                "minimum_weight",
+            )
+        )
+    base = {"female": spec.ibw_female_base_kg.d, "male": spec.ibw_male_base_kg.d}.get(sex or "")
+    if height is None or base is None:
+        missing = "height (`demographics.height_cm`)" if height is None else "sex"
+        notes.append(
+            Note(
+                spec.rule,
+                spec.without_height.outcome,
+                f"{missing} not recorded: no ideal body weight, so the dose is on actual weight "
+                f"({fmt(actual)} kg); a clinician must confirm it",
+                "height",
+            )
+        )
+        outcome = _worst([note.outcome for note in notes])
+        return DosingWeight(
+            actual, height, sex, None, None, "actual", actual, outcome, tuple(notes)
+        )
+    ibw = _round(base + spec.ibw_kg_per_cm.d * (height - spec.ibw_base_height_cm.d), "0.1")
+    threshold = spec.adjusted_above_ibw_ratio.d * ibw
+    if actual > threshold:
+        adjusted = _round(ibw + spec.adjusted_excess_fraction.d * (actual - ibw), "0.1")
+        notes.append(
+            Note(
+                spec.rule,
+                Outcome.INFO,
+                f"actual weight {fmt(actual)} kg is over "
+                f"{fmt(spec.adjusted_above_ibw_ratio.d)} x ideal body weight ({fmt(ibw)} kg): "
+                f"lidocaine is dosed on adjusted body weight {fmt(ibw)} + "
+                f"{fmt(spec.adjusted_excess_fraction.d)} x ({fmt(actual)} - {fmt(ibw)}) = "
+                f"{fmt(adjusted)} kg",
+                "basis",
+            )
+        )
+        basis: Literal["actual", "adjusted"] = "adjusted"
+        dosing = adjusted
+    else:
+        adjusted = None
+        notes.append(
+            Note(
+                spec.rule,
+                Outcome.INFO,
+                f"actual weight {fmt(actual)} kg is not over "
+                f"{fmt(spec.adjusted_above_ibw_ratio.d)} x ideal body weight ({fmt(ibw)} kg): "
+                "lidocaine is dosed on actual weight",
+                "basis",
+            )
+        )
+        basis = "actual"
+        dosing = actual
+    outcome = _worst([Outcome.ELIGIBLE, *(note.outcome for note in notes)])
+    return DosingWeight(actual, height, sex, ibw, adjusted, basis, dosing, outcome, tuple(notes))
+
+
+def _positive(value: float, name: str) -> Decimal:
+    number = Decimal(str(value))
+    if not number.is_finite() or number <= 0:
+        raise InputError(
+            "out_of_range", f"`{name}` must be a positive number, not {value}", Location(path=name)
+        )
+    return number
+
+
+def _rates(
+    mg: Decimal, weight: Decimal, shortest: Decimal, longest: Decimal
+) -> tuple[tuple[Decimal, Decimal], tuple[Decimal, Decimal]]:
+    per_h = (_round(mg * 60 / shortest, "0.1"), _round(mg * 60 / longest, "0.1"))
+    per_kg_h = (
+        _round(mg * 60 / shortest / weight, "0.01"),
+        _round(mg * 60 / longest / weight, "0.01"),
+    )
+    return per_h, per_kg_h
+
+
+def _lidocaine_mg_per_kg(session: int, table: DosingTable) -> Decimal:
+    spec = table.lidocaine
+    planned = spec.start_mg_per_kg.d + spec.step_mg_per_kg.d * (session - 1)
+    return min(planned, spec.max_mg_per_kg.d)
+
+
+def _ketamine_limits(actual: Decimal, table: DosingTable) -> tuple[Decimal, Decimal]:
+    spec = table.ketamine
+    step = spec.round_to_mg.d
+    low = _to_step(spec.min_mg_per_kg.d * actual, step, ROUND_CEILING)
+    high = _to_step(spec.max_mg_per_kg.d * actual, step, ROUND_FLOOR)
+    return low, high
+
+
+def plan_session(
+    facts: PatientFacts,
+    session: int,
+    *,
+    lidocaine_mg_per_ml: float,
+    ketamine_mg_per_ml: float,
+    table: DosingTable,
+) -> DosePlan:
+    """The planned doses for session ``session`` if every earlier session escalated.
+
+    Lidocaine: start + step x (session - 1) mg/kg, at most the maximum, on the dosing weight,
+    at most the cap. Ketamine (from its first session): start + step x sessions since, kept
+    within 0.1-0.2 mg/kg of actual weight (maximum rounded down, minimum up). Whether a session
+    may escalate is the course's decision; this is the ceiling it may reach.
+    """
+    if session < 1:
+        raise InputError(
+            "out_of_range",
+            f"the session number must be 1 or more, not {session}",
+            Location(path="session"),
+        )
+    lido_conc = _positive(lidocaine_mg_per_ml, "lidocaine_mg_per_ml")
+    ket_conc = _positive(ketamine_mg_per_ml, "ketamine_mg_per_ml")
+    weight = dosing_weight(facts, table)
+    notes = list(weight.notes)
+    course = table.course
+    if session > course.max_sessions.value:
+        notes.append(
+            Note(
+                course.rule,
+                Outcome.INELIGIBLE,
+                f"session {session} is beyond the course maximum of "
+                f"{int(course.max_sessions.value)} sessions",
+                "course",
+            )
+        )
+    outcome = _worst([weight.outcome, *(note.outcome for note in notes)])
+    if weight.dosing_kg is None or weight.actual_kg is None or outcome == Outcome.INELIGIBLE:
+        return DosePlan(
+            session, table.version, outcome, weight, None, None, None, None, tuple(notes)
+        )
+    lido_spec, ket_spec = table.lidocaine, table.ketamine
+    shortest, longest = lido_spec.shortest_infusion_min.d, lido_spec.longest_infusion_min.d
+    mg_per_kg = _lidocaine_mg_per_kg(session, table)
+    mg = _round(mg_per_kg * weight.dosing_kg, "0.1")
+    capped = mg > lido_spec.cap_mg.d
+    if capped:
+        mg = lido_spec.cap_mg.d
+        notes.append(
+            Note(
+                lido_spec.rule,
+                Outcome.INFO,
+                f"{fmt(mg_per_kg)} mg/kg x {fmt(weight.dosing_kg)} kg is over the "
+                f"{fmt(lido_spec.cap_mg.d)} mg cap per session: the dose is the cap",
+                "cap",
+            )
+        )
+    per_h, per_kg_h = _rates(mg, weight.dosing_kg, shortest, longest)
+    lidocaine = DrugDose(
+        "lidocaine",
+        lido_spec.rule,
+        session,
+        weight.basis or "actual",
+        weight.dosing_kg,
+        mg_per_kg,
+        mg,
+        capped,
+        lido_conc,
+        _round(mg / lido_conc, "0.01"),
+        shortest,
+        longest,
+        per_h,
+        per_kg_h,
+    )
+    ketamine = None
+    if session >= ket_spec.first_session.value:
+        low, high = _ketamine_limits(weight.actual_kg, table)
+        steps = Decimal(session) - ket_spec.first_session.d
+        wanted = ket_spec.start_mg.d + ket_spec.step_mg.d * steps
+        ket_mg = min(max(wanted, low), high)
+        if ket_mg != wanted:
+            notes.append(
+                Note(
+                    ket_spec.cap_rule,
+                    Outcome.INFO,
+                    f"ketamine {fmt(wanted)} mg would be "
+                    f"{fmt(_round(wanted / weight.actual_kg, '0.001'))} mg/kg: kept within "
+                    f"{fmt(ket_spec.min_mg_per_kg.d)}-{fmt(ket_spec.max_mg_per_kg.d)} mg/kg of "
+                    f"actual weight ({fmt(low)}-{fmt(high)} mg)",
+                    "range",
+                )
+            )
+        ket_per_h, ket_per_kg_h = _rates(ket_mg, weight.actual_kg, shortest, longest)
+        ketamine = DrugDose(
+            "ketamine",
+            ket_spec.rule,
+            session,
+            "actual",
+            weight.actual_kg,
+            _round(ket_mg / weight.actual_kg, "0.001"),
+            ket_mg,
+            False,
+            ket_conc,
+            _round(ket_mg / ket_conc, "0.01"),
+            shortest,
+            longest,
+            ket_per_h,
+            ket_per_kg_h,
+        )
+    bag = _round(
+        lido_spec.diluent_ml.d + lidocaine.ml + (ketamine.ml if ketamine else Decimal(0)), "0.01"
+    )
+    bag_rates = (_round(bag * 60 / shortest, "0.1"), _round(bag * 60 / longest, "0.1"))
+    return DosePlan(
+        session, table.version, outcome, weight, lidocaine, ketamine, bag, bag_rates, tuple(notes)
+    )
+
+
+def check_order(
+    facts: PatientFacts, drug: Drug, ordered_mg: float, *, table: DosingTable
+) -> DoseCheck:
+    """ACCEPT an ordered dose within the permitted maximum, REJECT one above it (with the
+    maximum); NEEDS_REVIEW when the maximum rests on actual weight for want of a height;
+    CANNOT_EVALUATE without a weight."""
+    ordered = _positive(ordered_mg, "ordered_mg")
+    weight = dosing_weight(facts, table)
+    if drug == "lidocaine":
+        spec = table.lidocaine
+        max_per_kg = spec.max_mg_per_kg.d
+        kg, basis = weight.dosing_kg, weight.basis
+        notes = list(weight.notes)
+    else:
+        kspec = table.ketamine
+        max_per_kg = kspec.max_mg_per_kg.d
+        kg, basis = weight.actual_kg, "actual" if weight.actual_kg is not None else None
+        # Ketamine is dosed on actual weight: the lidocaine weight basis does not concern it.
+        notes = [note for note in weight.notes if note.about in ("weight", "minimum_weight")]
+    if kg is None:
+        return DoseCheck(
+            drug, "CANNOT_EVALUATE", ordered, None, None, None, None, max_per_kg, tuple(notes)
+        )
+    per_kg = ordered / kg
+    if drug == "lidocaine":
+        max_mg = min(
+            _to_step(max_per_kg * kg, Decimal("0.1"), ROUND_FLOOR), table.lidocaine.cap_mg.d
+        )
+        over = per_kg > max_per_kg or ordered > table.lidocaine.cap_mg.d
+        rule = table.lidocaine.rule
+        limit = f"{fmt(max_per_kg)} mg/kg of {basis} weight and {fmt(table.lidocaine.cap_mg.d)} mg"
+    else:
+        _, max_mg = _ketamine_limits(kg, table)
+        over = per_kg > max_per_kg
+        rule = table.ketamine.cap_rule
+        limit = f"{fmt(max_per_kg)} mg/kg of actual weight"
+    shown = _round(per_kg, "0.0001")
+    if over:
+        notes.append(
+            Note(
+                rule,
+                Outcome.INELIGIBLE,
+                f"{fmt(ordered)} mg for {fmt(kg)} kg is {fmt(shown)} mg/kg, over the limit of "
+                f"{limit}: the maximum is {fmt(max_mg)} mg",
+                "order",
+            )
+        )
+    outcome = _worst([Outcome.ELIGIBLE, *(note.outcome for note in notes)])
+    decision: CheckDecision
+    if over or outcome == Outcome.INELIGIBLE:
+        decision = "REJECT"
+    elif outcome == Outcome.NEEDS_REVIEW:
+        decision = "NEEDS_REVIEW"
+    else:
+        decision = "ACCEPT"
+    return DoseCheck(drug, decision, ordered, shown, basis, kg, max_mg, max_per_kg, tuple(notes))
