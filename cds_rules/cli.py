@@ -35,6 +35,7 @@ from .dosing import (
     check_order,
     fmt,
     load_dosing_table,
+    parameter_count,
     plan_session,
 )
 from .errors import CdsRulesError, EngineError, InputError, Location, RulesetError
@@ -517,6 +518,15 @@ def _dosing_table(path: Path | None, as_json: bool) -> DosingTable:
         _ruleset_failure(table_path, error, as_json)
 
 
+def _as_option(error: InputError, names: dict[str, str] | None = None) -> InputError:
+    """An error in a command-line value, named as the option the user typed."""
+    path = error.location.path
+    option = (names or {}).get(path, f"--{path.replace('_', '-')}")
+    return InputError(
+        error.code, error.message.replace(f"`{path}`", f"`{option}`"), Location(path=option)
+    )
+
+
 def _print_note(console: Console, note: Note) -> None:
     console.print(
         f"  [{_STYLE[note.outcome]}]{note.outcome.value:<15}[/] [bold]{note.rule}[/bold] "
@@ -625,7 +635,7 @@ def dose(
             table=dosing,
         )
     except InputError as error:
-        _fail(error, EXIT_INPUT_ERROR, as_json)
+        _fail(_as_option(error), EXIT_INPUT_ERROR, as_json)
     with _reader_may_stop_early():
         if as_json:
             print(plan.to_json())
@@ -654,7 +664,7 @@ def check_dose(
     try:
         result = check_order(facts, drug.value, mg, table=dosing)
     except InputError as error:
-        _fail(error, EXIT_INPUT_ERROR, as_json)
+        _fail(_as_option(error, {"ordered_mg": "--mg"}), EXIT_INPUT_ERROR, as_json)
     with _reader_may_stop_early():
         if as_json:
             print(result.to_json())
@@ -783,12 +793,7 @@ def check(
                 "id": dosing.table,
                 "version": dosing.version,
                 "content_hash": "sha256:" + hashlib.sha256(table_file.read_bytes()).hexdigest(),
-                "rules": sum(
-                    1
-                    for section in (dosing.weight, dosing.lidocaine, dosing.ketamine, dosing.course)
-                    for name in type(section).model_fields
-                    if hasattr(getattr(section, name), "sources")
-                ),
+                "rules": parameter_count(dosing),
                 "unit": "parameters",
             }
         )

@@ -38,6 +38,7 @@ __all__ = [
     "dosing_weight",
     "fmt",
     "load_dosing_table",
+    "parameter_count",
     "plan_session",
 ]
 
@@ -86,6 +87,13 @@ class WeightSpec(_Table):
     without_height: OutcomeParameter
 
 
+class ConcentrationSpec(_Table):
+    """The concentrations of products in use: anything else is a mistyped input."""
+
+    min_mg_per_ml: Parameter
+    max_mg_per_ml: Parameter
+
+
 class LidocaineSpec(_Table):
     rule: str
     title: str
@@ -97,6 +105,7 @@ class LidocaineSpec(_Table):
     longest_infusion_min: Parameter
     max_rate_mg_per_kg_per_h: Parameter
     diluent_ml: Parameter
+    concentration: ConcentrationSpec
 
 
 class KetamineSpec(_Table):
@@ -109,6 +118,7 @@ class KetamineSpec(_Table):
     min_mg_per_kg: Parameter
     max_mg_per_kg: Parameter
     round_to_mg: Parameter
+    concentration: ConcentrationSpec
 
 
 class CourseSpec(_Table):
@@ -127,27 +137,40 @@ class DosingTable(_Table):
     course: CourseSpec
 
 
+def _parameters(
+    model: BaseModel, where: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], Parameter | OutcomeParameter]]:
+    """Every number (and outcome) of the table with its place, nested blocks included."""
+    found: list[tuple[tuple[str, ...], Parameter | OutcomeParameter]] = []
+    for name in type(model).model_fields:
+        item = getattr(model, name)
+        if isinstance(item, Parameter | OutcomeParameter):
+            found.append(((*where, name), item))
+        elif isinstance(item, BaseModel):
+            found.extend(_parameters(item, (*where, name)))
+    return found
+
+
+def parameter_count(table: DosingTable) -> int:
+    return len(_parameters(table))
+
+
 def load_dosing_table(path: Path | str) -> DosingTable:
     """Read and check ``dosing.yaml``; raise ``RulesetErrors`` with every problem."""
     spec, positions, _ = _load(path, DosingTable)  # type: ignore[arg-type]
     assert isinstance(spec, DosingTable)
     errors: list[RulesetError] = []
-    for section in ("weight", "lidocaine", "ketamine", "course"):
-        block = getattr(spec, section)
-        for name in type(block).model_fields:
-            item = getattr(block, name)
-            if not isinstance(item, Parameter | OutcomeParameter):
-                continue
-            for index, source in enumerate(item.sources):
-                if source not in spec.sources:
-                    errors.append(
-                        positions.error(
-                            "unknown_source",
-                            f"unknown source `{source}`",
-                            (section, name, "sources", index),
-                            did_you_mean(source, spec.sources),
-                        )
+    for where, item in _parameters(spec):
+        for index, source in enumerate(item.sources):
+            if source not in spec.sources:
+                errors.append(
+                    positions.error(
+                        "unknown_source",
+                        f"unknown source `{source}`",
+                        (*where, "sources", index),
+                        did_you_mean(source, spec.sources),
                     )
+                )
     if errors:
         raise RulesetErrors(errors)
     return spec
@@ -314,13 +337,21 @@ def dosing_weight(facts: PatientFacts, table: DosingTable) -> DosingWeight:
             )
         )
     base = {"female": spec.ibw_female_base_kg.d, "male": spec.ibw_male_base_kg.d}.get(sex or "")
-    if height is None or base is None:
-        missing = "height (`demographics.height_cm`)" if height is None else "sex"
+    short = height is not None and height < spec.ibw_base_height_cm.d
+    if height is None or base is None or short:
+        why = (
+            "height (`demographics.height_cm`) not recorded"
+            if height is None
+            else "sex not recorded"
+            if base is None
+            else f"height {fmt(height)} cm is under {fmt(spec.ibw_base_height_cm.d)} cm, where "
+            "the Devine formula does not apply"
+        )
         notes.append(
             Note(
                 spec.rule,
                 spec.without_height.outcome,
-                f"{missing} not recorded: no ideal body weight, so the dose is on actual weight "
+                f"{why}: no ideal body weight, so the dose is on actual weight "
                 f"({fmt(actual)} kg); a clinician must confirm it",
                 "height",
             )
@@ -329,10 +360,15 @@ def dosing_weight(facts: PatientFacts, table: DosingTable) -> DosingWeight:
         return DosingWeight(
             actual, height, sex, None, None, "actual", actual, outcome, tuple(notes)
         )
-    ibw = _round(base + spec.ibw_kg_per_cm.d * (height - spec.ibw_base_height_cm.d), "0.1")
-    threshold = spec.adjusted_above_ibw_ratio.d * ibw
-    if actual > threshold:
-        adjusted = _round(ibw + spec.adjusted_excess_fraction.d * (actual - ibw), "0.1")
+    # Exact for the comparison; shown to 0.1 kg. The adjusted weight is rounded down.
+    exact_ibw = base + spec.ibw_kg_per_cm.d * (height - spec.ibw_base_height_cm.d)
+    ibw = _round(exact_ibw, "0.1")
+    if actual > spec.adjusted_above_ibw_ratio.d * exact_ibw:
+        adjusted = _to_step(
+            exact_ibw + spec.adjusted_excess_fraction.d * (actual - exact_ibw),
+            Decimal("0.1"),
+            ROUND_FLOOR,
+        )
         notes.append(
             Note(
                 spec.rule,
@@ -361,15 +397,44 @@ def dosing_weight(facts: PatientFacts, table: DosingTable) -> DosingWeight:
         )
         basis = "actual"
         dosing = actual
+    if dosing < spec.minimum_kg.d and actual >= spec.minimum_kg.d:
+        notes.append(
+            Note(
+                spec.rule,
+                Outcome.INELIGIBLE,
+                f"dosing weight {fmt(dosing)} kg is under {fmt(spec.minimum_kg.d)} kg: "
+                "IV lidocaine is not given",
+                "minimum_weight",
+            )
+        )
     outcome = _worst([Outcome.ELIGIBLE, *(note.outcome for note in notes)])
     return DosingWeight(actual, height, sex, ibw, adjusted, basis, dosing, outcome, tuple(notes))
 
 
-def _positive(value: float, name: str) -> Decimal:
+#: Inputs beyond this are typing errors, whatever the drug (not a clinical limit).
+_LARGEST_INPUT = Decimal(100_000)
+
+
+def _positive(value: float, name: str, within: Parameter | None = None) -> Decimal:
     number = Decimal(str(value))
-    if not number.is_finite() or number <= 0:
+    if not number.is_finite() or number <= 0 or number > _LARGEST_INPUT:
         raise InputError(
-            "out_of_range", f"`{name}` must be a positive number, not {value}", Location(path=name)
+            "out_of_range",
+            f"`{name}` must be a positive number up to {fmt(_LARGEST_INPUT)}, not {value}",
+            Location(path=name),
+        )
+    return number
+
+
+def _concentration(value: float, name: str, limits: ConcentrationSpec) -> Decimal:
+    number = _positive(value, name)
+    if not limits.min_mg_per_ml.d <= number <= limits.max_mg_per_ml.d:
+        raise InputError(
+            "out_of_range",
+            f"`{name}` {fmt(number)} mg/mL is outside the products in use "
+            f"({fmt(limits.min_mg_per_ml.d)}-{fmt(limits.max_mg_per_ml.d)} mg/mL): "
+            "check the ampoule",
+            Location(path=name),
         )
     return number
 
@@ -420,8 +485,12 @@ def plan_session(
             f"the session number must be 1 or more, not {session}",
             Location(path="session"),
         )
-    lido_conc = _positive(lidocaine_mg_per_ml, "lidocaine_mg_per_ml")
-    ket_conc = _positive(ketamine_mg_per_ml, "ketamine_mg_per_ml")
+    lido_conc = _concentration(
+        lidocaine_mg_per_ml, "lidocaine_mg_per_ml", table.lidocaine.concentration
+    )
+    ket_conc = _concentration(
+        ketamine_mg_per_ml, "ketamine_mg_per_ml", table.ketamine.concentration
+    )
     weight = dosing_weight(facts, table)
     notes = list(weight.notes)
     course = table.course
@@ -443,7 +512,8 @@ def plan_session(
     lido_spec, ket_spec = table.lidocaine, table.ketamine
     shortest, longest = lido_spec.shortest_infusion_min.d, lido_spec.longest_infusion_min.d
     mg_per_kg = _lidocaine_mg_per_kg(session, table)
-    mg = _round(mg_per_kg * weight.dosing_kg, "0.1")
+    # Rounded down, so the dose never exceeds its mg/kg; volumes are rounded down too.
+    mg = _to_step(mg_per_kg * weight.dosing_kg, Decimal("0.1"), ROUND_FLOOR)
     capped = mg > lido_spec.cap_mg.d
     if capped:
         mg = lido_spec.cap_mg.d
@@ -457,6 +527,18 @@ def plan_session(
             )
         )
     per_h, per_kg_h = _rates(mg, weight.dosing_kg, shortest, longest)
+    fastest = mg_per_kg * 60 / shortest
+    if fastest > lido_spec.max_rate_mg_per_kg_per_h.d:
+        notes.append(
+            Note(
+                lido_spec.rule,
+                Outcome.NEEDS_REVIEW,
+                f"{fmt(mg_per_kg)} mg/kg over {fmt(shortest)} min is {fmt(_round(fastest, '0.01'))}"
+                f" mg/kg/h, over the {fmt(lido_spec.max_rate_mg_per_kg_per_h.d)} mg/kg/h maximum "
+                "rate: infuse it more slowly",
+                "rate",
+            )
+        )
     lidocaine = DrugDose(
         "lidocaine",
         lido_spec.rule,
@@ -467,7 +549,7 @@ def plan_session(
         mg,
         capped,
         lido_conc,
-        _round(mg / lido_conc, "0.01"),
+        _to_step(mg / lido_conc, Decimal("0.01"), ROUND_FLOOR),
         shortest,
         longest,
         per_h,
@@ -478,16 +560,37 @@ def plan_session(
         low, high = _ketamine_limits(weight.actual_kg, table)
         steps = Decimal(session) - ket_spec.first_session.d
         wanted = ket_spec.start_mg.d + ket_spec.step_mg.d * steps
-        ket_mg = min(max(wanted, low), high)
+        # Escalation holds where the next step would pass the maximum (ESC-01); a start dose
+        # over the maximum is lowered to it.
+        reachable = [
+            ket_spec.start_mg.d + ket_spec.step_mg.d * k
+            for k in range(int(steps) + 1)
+            if ket_spec.start_mg.d + ket_spec.step_mg.d * k <= high
+        ]
+        ket_mg = reachable[-1] if reachable else high
+        # The first step that would pass the maximum, as the reason the dose holds.
+        over = reachable[-1] + ket_spec.step_mg.d if reachable else ket_spec.start_mg.d
+        per_kg_over = fmt(_round(over / weight.actual_kg, "0.001"))
         if ket_mg != wanted:
             notes.append(
                 Note(
                     ket_spec.cap_rule,
                     Outcome.INFO,
-                    f"ketamine {fmt(wanted)} mg would be "
-                    f"{fmt(_round(wanted / weight.actual_kg, '0.001'))} mg/kg: kept within "
-                    f"{fmt(ket_spec.min_mg_per_kg.d)}-{fmt(ket_spec.max_mg_per_kg.d)} mg/kg of "
-                    f"actual weight ({fmt(low)}-{fmt(high)} mg)",
+                    f"ketamine {fmt(over)} mg would be {per_kg_over} mg/kg, over "
+                    f"{fmt(ket_spec.max_mg_per_kg.d)} mg/kg of actual weight ({fmt(high)} mg): "
+                    f"the dose holds at {fmt(ket_mg)} mg",
+                    "range",
+                )
+            )
+        if ket_mg < low:
+            notes.append(
+                Note(
+                    ket_spec.rule,
+                    Outcome.NEEDS_REVIEW,
+                    f"ketamine {fmt(ket_mg)} mg is "
+                    f"{fmt(_round(ket_mg / weight.actual_kg, '0.001'))} mg/kg, under the "
+                    f"{fmt(ket_spec.min_mg_per_kg.d)} mg/kg of the protocol range ({fmt(low)} mg "
+                    "for this weight): review the dose",
                     "range",
                 )
             )
@@ -502,7 +605,7 @@ def plan_session(
             ket_mg,
             False,
             ket_conc,
-            _round(ket_mg / ket_conc, "0.01"),
+            _to_step(ket_mg / ket_conc, Decimal("0.01"), ROUND_FLOOR),
             shortest,
             longest,
             ket_per_h,
@@ -512,6 +615,8 @@ def plan_session(
         lido_spec.diluent_ml.d + lidocaine.ml + (ketamine.ml if ketamine else Decimal(0)), "0.01"
     )
     bag_rates = (_round(bag * 60 / shortest, "0.1"), _round(bag * 60 / longest, "0.1"))
+    # Notes on the doses themselves (a rate, a ketamine dose under the range) count too.
+    outcome = _worst([outcome, *(note.outcome for note in notes)])
     return DosePlan(
         session, table.version, outcome, weight, lidocaine, ketamine, bag, bag_rates, tuple(notes)
     )
@@ -554,6 +659,8 @@ def check_order(
         rule = table.ketamine.cap_rule
         limit = f"{fmt(max_per_kg)} mg/kg of actual weight"
     shown = _round(per_kg, "0.0001")
+    if shown <= max_per_kg < per_kg:  # enough digits to show why it is over
+        shown = _round(per_kg, "0.0000001")
     if over:
         notes.append(
             Note(

@@ -845,9 +845,9 @@ def test_dose_plan_for_the_seed_gives_mg_ml_and_rates_at_the_concentration_in_ha
         lidocaine = run.section("IV lidocaine (DOSE-LID-01)")
         assert lidocaine[0].strip() == "5 mg/kg x 85 kg (actual weight) = 425 mg"
         ketamine = run.section("IV ketamine (DOSE-KET-01)")
-        assert ketamine[0].strip() == "0.2 mg/kg x 85 kg (actual weight) = 17 mg"
+        assert ketamine[0].strip() == "0.176 mg/kg x 85 kg (actual weight) = 15 mg"
         assert any("DOSE-LID-02" in line and "height" in line for line in run.section("Notes"))
-    assert at_21.section("IV lidocaine (DOSE-LID-01)")[1].strip() == "volume 20.24 mL of 21 mg/mL"
+    assert at_21.section("IV lidocaine (DOSE-LID-01)")[1].strip() == "volume 20.23 mL of 21 mg/mL"
     assert at_20.section("IV lidocaine (DOSE-LID-01)")[1].strip() == "volume 21.25 mL of 20 mg/mL"
 
 

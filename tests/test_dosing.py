@@ -36,12 +36,16 @@ def D(text: str) -> Decimal:
 # adjusted kg (IBW + 0.4 x excess, when actual > 1.2 x IBW) and the weight lidocaine is dosed on.
 WEIGHTS = [
     ("female", 152.4, 50, "45.5", None, "50"),  # 45.5 + 0; 50 <= 54.6
+    ("female", 152.4, 54.6, "45.5", None, "54.6"),  # exactly 1.2 x 45.5: actual
+    ("female", 152.4, 54.7, "45.5", "49.1", "49.1"),  # 45.5 + 0.4 x 9.2 = 49.18, down to 49.1
     ("female", 160, 60, "52.4", None, "60"),  # 45.5 + 6.8818 = 52.3818; 60 <= 62.88
     ("female", 160, 100, "52.4", "71.4", "71.4"),  # 52.4 + 0.4 x 47.6 = 71.44
     ("female", 175, 70, "66.0", None, "70"),  # 45.5 + 20.4643 = 65.9643
     ("male", 165, 60, "61.4", None, "60"),  # 50 + 11.4093 = 61.4093
-    ("male", 180, 90, "75.0", None, "90"),  # 50 + 24.9918; 90 is exactly 1.2 x 75: actual
-    ("male", 180, 90.1, "75.0", "81.0", "81.0"),  # 75 + 0.4 x 15.1 = 81.04
+    # 50 + 24.9918 = 74.9918 (shown 75.0); 90 > 1.2 x 74.9918 = 89.99:
+    # 74.9918 + 0.4 x 15.0082 = 80.995, down to 80.9
+    ("male", 180, 90, "75.0", "80.9", "80.9"),
+    ("male", 180, 90.1, "75.0", "81.0", "81.0"),  # 74.9918 + 0.4 x 15.1082 = 81.035
     ("male", 200, 110, "93.1", None, "110"),  # 50 + 43.1018 = 93.1018; 110 <= 111.72
 ]
 
@@ -74,9 +78,10 @@ def test_lidocaine_mg_per_kg_rises_by_the_step_to_the_maximum(session: int, mg_p
 # (weight, session, lidocaine mg/mL) -> mg, mL, mg/h over 60 and over 90 min (no height: the
 # seed's actual-weight dosing, NEEDS_REVIEW)
 LIDOCAINE = [
-    (85, 1, 21, "297.5", "14.17", "297.5", "198.3"),  # 3.5 x 85; 297.5/21 = 14.1667 (seed: 14.17)
-    (85, 1, 20, "297.5", "14.88", "297.5", "198.3"),  # 297.5/20 = 14.875
-    (85, 7, 21, "425.0", "20.24", "425.0", "283.3"),  # 5 x 85; 425/21 = 20.238; 425 x 60/90
+    # volumes are rounded down to 0.01 mL, so the dose given never exceeds the dose planned
+    (85, 1, 21, "297.5", "14.16", "297.5", "198.3"),  # 3.5 x 85; 297.5/21 = 14.1667
+    (85, 1, 20, "297.5", "14.87", "297.5", "198.3"),  # 297.5/20 = 14.875
+    (85, 7, 21, "425.0", "20.23", "425.0", "283.3"),  # 5 x 85; 425/21 = 20.238; 425 x 60/90
     (85, 7, 20, "425.0", "21.25", "425.0", "283.3"),  # seed's day 7 at the Aspen 20 mg/mL
     (85, 7, 10, "425.0", "42.50", "425.0", "283.3"),  # a 1% product
     (100, 7, 20, "500.0", "25.00", "500.0", "333.3"),  # exactly the 500 mg cap: not capped
@@ -106,13 +111,12 @@ KETAMINE = [
     (85, 1, 10, None, None),  # no ketamine on day 1
     (85, 2, 10, "10", "1.00"),  # 0.118 mg/kg
     (85, 3, 10, "15", "1.50"),
-    (85, 4, 10, "17.0", "1.70"),  # 20 mg would be 0.235 mg/kg: 0.2 x 85 = 17
-    (75, 4, 10, "15.0", "1.50"),  # 0.2 x 75 = 15
-    (77, 4, 50, "15.0", "0.30"),  # 0.2 x 77 = 15.4, down to 15.0; 15/50
-    (45, 2, 10, "9.0", "0.90"),  # 10 mg would be 0.222 mg/kg: 0.2 x 45 = 9
-    (120, 2, 10, "12.0", "1.20"),  # 10 mg would be 0.083 mg/kg: 0.1 x 120 = 12
-    (125, 2, 10, "12.5", "1.25"),  # 0.1 x 125 = 12.5
-    (126, 2, 10, "13.0", "1.30"),  # 0.1 x 126 = 12.6, up to 13.0
+    (85, 4, 10, "15", "1.50"),  # 20 mg would be 0.235 mg/kg (max 0.2 x 85 = 17): holds at 15
+    (85, 7, 10, "15", "1.50"),  # the seed gave 20 mg on day 7
+    (75, 4, 10, "15", "1.50"),  # 0.2 x 75 = 15: 15 is allowed
+    (77, 4, 50, "15", "0.30"),  # 0.2 x 77 = 15.4, down to 15.0; 15/50
+    (45, 2, 10, "9.0", "0.90"),  # 10 mg would be 0.222 mg/kg: lowered to 0.2 x 45 = 9
+    (120, 2, 10, "10", "1.00"),  # 0.083 mg/kg, under 0.1: not raised, reviewed
 ]
 
 
@@ -131,10 +135,11 @@ def test_ketamine_mg_and_ml(
 
 
 def test_bag_volume_and_pump_rates() -> None:
-    # seed day 2: 318.75 -> 318.8 mg = 15.18 mL at 21; ketamine 10 mg = 1 mL; bag 116.18 mL
+    # seed day 2: 3.75 x 85 = 318.75, down to 318.7 mg = 15.176 -> 15.17 mL at 21 mg/mL;
+    # ketamine 10 mg = 1 mL; bag 100 + 15.17 + 1 = 116.17 mL
     plan = plan_session(patient(85), 2, lidocaine_mg_per_ml=21, ketamine_mg_per_ml=10, table=TABLE)
-    assert plan.bag_ml == D("116.18")
-    assert plan.bag_ml_per_h == (D("116.2"), D("77.5"))  # 116.18 x 60/60, x 60/90 = 77.453
+    assert plan.bag_ml == D("116.17")
+    assert plan.bag_ml_per_h == (D("116.2"), D("77.4"))  # 116.17 x 60/60, x 60/90 = 77.447
 
 
 @pytest.mark.parametrize(
@@ -148,7 +153,7 @@ def test_bag_volume_and_pump_rates() -> None:
 )
 def test_weight_limits(weight: float | None, outcome: Outcome, has_dose: bool) -> None:
     plan = plan_session(
-        patient(weight, 150), 1, lidocaine_mg_per_ml=20, ketamine_mg_per_ml=10, table=TABLE
+        patient(weight, 160), 1, lidocaine_mg_per_ml=20, ketamine_mg_per_ml=10, table=TABLE
     )
     assert plan.outcome == outcome
     assert (plan.lidocaine is not None) == has_dose
@@ -164,8 +169,20 @@ def test_a_session_beyond_the_course_maximum_has_no_dose() -> None:
     assert plan.notes[-1].rule == "SES-MAX"
 
 
-@pytest.mark.parametrize("conc", [0, -20, float("nan")])
-def test_a_concentration_must_be_given_and_positive(conc: float) -> None:
+def test_a_low_ketamine_dose_is_reviewed_and_a_height_under_five_feet_gives_no_ibw() -> None:
+    heavy = plan_session(
+        patient(120, 170), 2, lidocaine_mg_per_ml=20, ketamine_mg_per_ml=10, table=TABLE
+    )
+    assert heavy.outcome == Outcome.NEEDS_REVIEW
+    assert any("under the 0.1 mg/kg" in note.message for note in heavy.notes)
+    short = dosing_weight(patient(45, 140), TABLE)
+    assert (short.ibw_kg, short.basis, short.dosing_kg) == (None, "actual", D("45"))
+    assert short.outcome == Outcome.NEEDS_REVIEW
+    assert "Devine formula does not apply" in short.notes[0].message
+
+
+@pytest.mark.parametrize("conc", [0, -20, float("nan"), float("inf"), 1e-300, 200, 4])
+def test_a_concentration_must_be_one_of_a_product_in_use(conc: float) -> None:
     with pytest.raises(InputError) as raised:
         plan_session(patient(70), 1, lidocaine_mg_per_ml=conc, ketamine_mg_per_ml=10, table=TABLE)
     assert raised.value.code == "out_of_range"
@@ -178,10 +195,11 @@ ORDERS = [
     ("male", 175, 75, "ketamine", 15, "ACCEPT", "15.0"),  # exactly 0.2 mg/kg
     ("male", 175, 75, "ketamine", 15.0075, "REJECT", "15.0"),  # 0.2001 mg/kg
     ("male", 175, 85, "ketamine", 20, "REJECT", "17.0"),  # the seed's day 7: 0.235 mg/kg
-    ("male", 180, 90, "lidocaine", 450, "ACCEPT", "450.0"),  # 5 mg/kg of 90 kg
-    ("male", 180, 90, "lidocaine", 450.1, "REJECT", "450.0"),
-    ("male", 180, 100, "lidocaine", 425, "ACCEPT", "425.0"),  # adjusted 85 kg: 5 x 85
-    ("male", 180, 100, "lidocaine", 430, "REJECT", "425.0"),  # 5 mg/kg of actual, not adjusted
+    ("female", 170, 70, "lidocaine", 350, "ACCEPT", "350.0"),  # 5 mg/kg of 70 kg (IBW 61.4)
+    ("female", 170, 70, "lidocaine", 350.1, "REJECT", "350.0"),
+    # adjusted 74.9918 + 0.4 x 25.0082 = 84.995, down to 84.9 kg: 5 x 84.9
+    ("male", 180, 100, "lidocaine", 424.5, "ACCEPT", "424.5"),
+    ("male", 180, 100, "lidocaine", 425, "REJECT", "424.5"),
     ("male", 200, 110, "lidocaine", 500, "ACCEPT", "500"),  # exactly the cap (550 by weight)
     ("male", 200, 110, "lidocaine", 500.1, "REJECT", "500"),
 ]
@@ -210,6 +228,13 @@ def test_an_order_cannot_be_accepted_without_a_weight_or_checked_fully_without_a
     assert (review.decision, review.max_mg) == ("NEEDS_REVIEW", D("400.0"))
     # under 40 kg nothing is accepted
     assert check_order(patient(39, 150), "ketamine", 4, table=TABLE).decision == "REJECT"
+
+
+@pytest.mark.parametrize("ordered", [0, -1, float("nan"), 1e30])
+def test_an_impossible_ordered_dose_is_an_input_error(ordered: float) -> None:
+    with pytest.raises(InputError) as raised:
+        check_order(patient(80, 170), "ketamine", ordered, table=TABLE)
+    assert raised.value.code == "out_of_range"
 
 
 def test_a_dosing_table_citing_an_unknown_source_is_refused(tmp_path: Path) -> None:
