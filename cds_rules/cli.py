@@ -856,7 +856,18 @@ def run_tests(
     ] = None,
 ) -> None:
     """Run the golden clinical cases and report each failure in a clinician's terms."""
-    from .golden import coverage_gaps, describe, discover, evaluate_case, problems_with
+    from .golden import (
+        coverage_gaps,
+        describe,
+        describe_dose,
+        discover,
+        discover_dose_cases,
+        dose_coverage_gaps,
+        dose_problems,
+        evaluate_case,
+        evaluate_dose_case,
+        problems_with,
+    )
 
     rulesets = default_rulesets_dir()
     repo = rulesets.resolve().parent
@@ -910,13 +921,43 @@ def run_tests(
                     f"[red]XPASS[/red] {escape(case_file.name)}: marked xfail "
                     f"({escape(str(case_file.case.xfail))}) but passes"
                 )
+        dose_cases = discover_dose_cases(cases_dir, repo)
+        valid_doses = []
+        for dose_file in dose_cases:
+            if dose_file.case is None:
+                failed += 1
+                console.print(
+                    f"[red]invalid[/red] {escape(dose_file.name)}: {escape(str(dose_file.error))}"
+                )
+                continue
+            valid_doses.append(dose_file.case)
+            try:
+                dose_result = evaluate_dose_case(dose_file, repo, rulesets)
+            except CdsRulesError as error:
+                failed += 1
+                console.print(f"[red]error[/red] {escape(dose_file.name)}: {escape(str(error))}")
+                continue
+            dose_issues = dose_problems(dose_file.case.expected, dose_result)
+            if dose_issues:
+                failed += 1
+                console.print(
+                    f"[red]FAIL[/red] {escape(dose_file.name)} ({escape(dose_file.case.title)})"
+                )
+                for problem in dose_issues:
+                    console.print(f"  - {escape(problem)}")
+                console.print(escape(describe_dose(dose_result)))
+        total = len(found) + len(dose_cases)
         how = (
             "durable-rules cross-checked by the reference evaluator"
             if mode == "cross_check"
             else mode
         )
-        console.print(f"{len(found) - failed} of {len(found)} golden cases pass ({how})")
-        gaps = coverage_gaps(valid, rulesets) if coverage else []
+        console.print(f"{total - failed} of {total} golden cases pass ({how})")
+        gaps = (
+            coverage_gaps(valid, rulesets) + dose_coverage_gaps(valid_doses, rulesets)
+            if coverage
+            else []
+        )
         if coverage:
             if gaps:
                 console.print(f"[red]{len(gaps)} rules not covered[/red]:")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .api import evaluator_for
+from .dosing import DoseCheck, DosePlan, check_order, load_dosing_table, plan_session
 from .errors import CdsRulesError
 from .evaluation import Evaluation
 from .facts import PatientFacts, parse_patient
@@ -198,7 +200,7 @@ def discover(cases_dir: Path, repo: Path, rulesets: Path) -> list[CaseFile]:
     found = [
         _load_case(path, repo, rulesets, profiles)
         for path in sorted(cases_dir.glob("*/*.yaml"))
-        if path.parent.name not in ("snapshots", "tables")
+        if path.parent.name not in ("snapshots", "tables", "dose")
     ]
     for path in sorted((cases_dir / "tables").glob("*.yaml")):
         found.extend(_load_table(path, repo, rulesets, profiles))
@@ -381,4 +383,221 @@ def coverage_gaps(cases: Iterable[GoldenCase], rulesets: Path) -> list[CoverageG
             )
             if sides:
                 gaps.append(CoverageGap(ruleset, rule, sides))
+    return gaps
+
+
+# ---------------------------------------------------------------------------------------------
+# Dose cases: ``dose/<case>.yaml`` plans a session or checks an order against dosing.yaml.
+
+DoseDecision = Literal["ACCEPT", "REJECT", "NEEDS_REVIEW", "CANNOT_EVALUATE"]
+DOSE_TABLE = "dosing.yaml"
+
+
+class PlanInput(_CaseModel):
+    session: int
+    lidocaine_mg_per_ml: float
+    ketamine_mg_per_ml: float
+
+
+class OrderInput(_CaseModel):
+    drug: Literal["lidocaine", "ketamine"]
+    mg: float
+
+
+class DrugDoseExpected(_CaseModel):
+    mg_per_kg: float | None = None
+    mg: float | None = None
+    ml: float | None = None
+    capped: bool | None = None
+
+
+class DoseExpected(_CaseModel):
+    #: A plan's outcome (ELIGIBLE when nothing holds it back).
+    outcome: Outcome | None = None
+    #: An order's decision.
+    decision: DoseDecision | None = None
+    weight_basis: Literal["actual", "adjusted"] | None = None
+    dosing_weight_kg: float | None = None
+    lidocaine: DrugDoseExpected | None = None
+    #: ``null``: no ketamine in this session.
+    ketamine: DrugDoseExpected | None = None
+    no_ketamine: bool = False
+    max_mg: float | None = None
+    #: Rules with a note that decides (not for information), and rules with none.
+    fired: tuple[str, ...] = ()
+    not_fired: tuple[str, ...] = ()
+    message_contains: dict[str, str | tuple[str, ...]] = Field(default_factory=dict)
+
+
+class DoseCase(_CaseModel):
+    case: str
+    title: str
+    source: str
+    patient: str
+    patch: dict[str, Any] | None = None
+    plan: PlanInput | None = None
+    order: OrderInput | None = None
+    expected: DoseExpected
+
+    @model_validator(mode="after")
+    def _one_input(self) -> DoseCase:
+        if (self.plan is None) == (self.order is None):
+            raise ValueError("give exactly one of `plan` and `order`")
+        if self.plan is not None and self.expected.outcome is None:
+            raise ValueError("a plan case needs `expected.outcome`")
+        if self.order is not None and self.expected.decision is None:
+            raise ValueError("an order case needs `expected.decision`")
+        return self
+
+
+@dataclass(frozen=True)
+class DoseCaseFile:
+    path: Path
+    name: str
+    case: DoseCase | None
+    error: str | None
+
+
+def discover_dose_cases(cases_dir: Path, repo: Path) -> list[DoseCaseFile]:
+    """Every ``dose/<case>.yaml`` under ``cases_dir``, loaded and checked."""
+    found = []
+    for path in sorted((cases_dir / "dose").glob("*.yaml")):
+        name = path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
+        try:
+            data = load_yaml_text(path.read_text(encoding="utf-8"), name).data
+            case = DoseCase.model_validate(data)
+        except CdsRulesError as error:
+            found.append(DoseCaseFile(path, name, None, str(error)))
+            continue
+        except ValidationError as error:
+            found.append(DoseCaseFile(path, name, None, _validation_details(error)))
+            continue
+        problems = []
+        if case.case != path.stem:
+            problems.append(f"`case: {case.case}` differs from the file name `{path.stem}`")
+        if not (repo / case.patient).is_file():
+            problems.append(f"no patient file `{case.patient}`")
+        found.append(
+            DoseCaseFile(path, name, None if problems else case, "; ".join(problems) or None)
+        )
+    return found
+
+
+DoseResult = DosePlan | DoseCheck
+
+
+def evaluate_dose_case(case_file: DoseCaseFile, repo: Path, rulesets: Path) -> DoseResult:
+    case = case_file.case
+    assert case is not None
+    fixture = repo / case.patient
+    data = load_yaml_text(fixture.read_text(encoding="utf-8"), case.patient).data
+    if case.patch is not None:
+        data = merge(data, case.patch)
+    facts = parse_patient(data, source=case_file.name)
+    table = load_dosing_table(rulesets / DOSE_TABLE)
+    if case.plan is not None:
+        return plan_session(
+            facts,
+            case.plan.session,
+            lidocaine_mg_per_ml=case.plan.lidocaine_mg_per_ml,
+            ketamine_mg_per_ml=case.plan.ketamine_mg_per_ml,
+            table=table,
+        )
+    assert case.order is not None
+    return check_order(facts, case.order.drug, case.order.mg, table=table)
+
+
+def _decisive_rules(result: DoseResult) -> set[str]:
+    return {note.rule for note in result.notes if note.outcome != Outcome.INFO}
+
+
+def describe_dose(result: DoseResult) -> str:
+    if isinstance(result, DosePlan):
+        lines = [f"  outcome: {result.outcome.value}"]
+        for dose in (result.lidocaine, result.ketamine):
+            if dose is not None:
+                lines.append(
+                    f"  {dose.drug}: {dose.mg_per_kg} mg/kg x {dose.weight_kg} kg = {dose.mg} mg, "
+                    f"{dose.ml} mL" + (" (capped)" if dose.capped else "")
+                )
+    else:
+        lines = [f"  decision: {result.decision}, maximum {result.max_mg} mg"]
+    lines += [f"  {note.outcome.value} {note.rule}: {note.message}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def _number_problems(label: str, actual: Decimal | None, expected: float | None) -> list[str]:
+    if expected is None:
+        return []
+    if actual is None or actual != Decimal(str(expected)):
+        return [f"{label} is {actual}, expected {expected}"]
+    return []
+
+
+def dose_problems(expected: DoseExpected, result: DoseResult) -> list[str]:
+    """Every way a dose result falls short of what the case expects."""
+    problems: list[str] = []
+    if isinstance(result, DosePlan):
+        if expected.outcome is not None and result.outcome != expected.outcome:
+            problems.append(f"outcome is {result.outcome.value}, expected {expected.outcome.value}")
+        weight = result.weight
+        if expected.weight_basis is not None and weight.basis != expected.weight_basis:
+            problems.append(f"weight basis is {weight.basis}, expected {expected.weight_basis}")
+        problems += _number_problems("dosing weight", weight.dosing_kg, expected.dosing_weight_kg)
+        for drug, wanted in (("lidocaine", expected.lidocaine), ("ketamine", expected.ketamine)):
+            dose = result.lidocaine if drug == "lidocaine" else result.ketamine
+            if wanted is None:
+                continue
+            if dose is None:
+                problems.append(f"no {drug} dose, expected one")
+                continue
+            problems += _number_problems(f"{drug} mg/kg", dose.mg_per_kg, wanted.mg_per_kg)
+            problems += _number_problems(f"{drug} mg", dose.mg, wanted.mg)
+            problems += _number_problems(f"{drug} mL", dose.ml, wanted.ml)
+            if wanted.capped is not None and dose.capped != wanted.capped:
+                problems.append(f"{drug} capped is {dose.capped}, expected {wanted.capped}")
+        if expected.no_ketamine and result.ketamine is not None:
+            problems.append(f"ketamine {result.ketamine.mg} mg, expected none")
+    else:
+        if expected.decision is not None and result.decision != expected.decision:
+            problems.append(f"decision is {result.decision}, expected {expected.decision}")
+        problems += _number_problems("maximum", result.max_mg, expected.max_mg)
+    decisive = _decisive_rules(result)
+    problems += [f"{rule} has no deciding note" for rule in expected.fired if rule not in decisive]
+    problems += [f"{rule} has a deciding note" for rule in expected.not_fired if rule in decisive]
+    for rule, fragments in expected.message_contains.items():
+        messages = [note.message for note in result.notes if note.rule == rule]
+        for fragment in (fragments,) if isinstance(fragments, str) else fragments:
+            if not any(fragment in message for message in messages):
+                problems.append(
+                    f"no {rule} note contains {fragment!r} (notes: {messages or 'none'})"
+                )
+    return problems
+
+
+def dose_rules(rulesets: Path) -> tuple[str, ...]:
+    """The rule ids the dosing table decides with."""
+    table = load_dosing_table(rulesets / DOSE_TABLE)
+    return (
+        table.weight.rule,
+        table.lidocaine.rule,
+        table.ketamine.rule,
+        table.ketamine.cap_rule,
+        table.course.rule,
+    )
+
+
+def dose_coverage_gaps(cases: Iterable[DoseCase], rulesets: Path) -> list[CoverageGap]:
+    fired: set[str] = set()
+    not_fired: set[str] = set()
+    for case in cases:
+        fired.update(case.expected.fired)
+        not_fired.update(case.expected.not_fired)
+    gaps = []
+    for rule in dose_rules(rulesets):
+        sides = tuple(
+            side for side, seen in (("fired", fired), ("not_fired", not_fired)) if rule not in seen
+        )
+        if sides:
+            gaps.append(CoverageGap(ruleset="dosing", rule=rule, missing=sides))
     return gaps

@@ -29,11 +29,17 @@ from cds_rules.evaluation import Evaluation
 from cds_rules.facts import PatientFacts, load_patient
 from cds_rules.golden import (
     CaseFile,
+    DoseCaseFile,
     Mode,
     coverage_gaps,
     describe,
+    describe_dose,
     discover,
+    discover_dose_cases,
+    dose_coverage_gaps,
+    dose_problems,
     evaluate_case,
+    evaluate_dose_case,
     fired_rules,
     merge,
     patient_of,
@@ -264,3 +270,40 @@ def check_snapshot(name: str, produce: Callable[[], Evaluation | Assessment]) ->
 def test_seed_result_matches_snapshot() -> None:
     assessor = assessor_for(RULESETS / "protocol.yaml", "screening")
     check_snapshot("seed", lambda: assessor.assess(load_patient(SEED_PATIENT)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Dose cases (tests/golden/dose/): a session's planned doses, or an ordered dose, against
+# rulesets/dosing.yaml.
+
+DOSE_CASES = discover_dose_cases(GOLDEN, REPO)
+
+
+def test_dose_cases_exist_and_are_valid() -> None:
+    assert DOSE_CASES, "no dose cases under tests/golden/dose/"
+    invalid = [
+        f"{case_file.name}: {case_file.error}" for case_file in DOSE_CASES if case_file.error
+    ]
+    assert invalid == []
+
+
+@pytest.mark.parametrize("case_file", DOSE_CASES, ids=lambda case_file: case_file.path.stem)
+def test_dose_case(case_file: DoseCaseFile) -> None:
+    case = case_file.case
+    if case is None:
+        pytest.fail(f"{case_file.name}: not a valid dose case: {case_file.error}", pytrace=False)
+    result = evaluate_dose_case(case_file, REPO, RULESETS)
+    problems = dose_problems(case.expected, result)
+    if problems:
+        pytest.fail(
+            f"{case_file.name} ({case.title}; {case.source}):\n"
+            + "\n".join(f"- {problem}" for problem in problems)
+            + "\nactual result:\n"
+            + describe_dose(result),
+            pytrace=False,
+        )
+
+
+def test_every_dose_rule_decides_in_one_case_and_not_in_another() -> None:
+    cases = [case_file.case for case_file in DOSE_CASES if case_file.case is not None]
+    assert [str(gap) for gap in dose_coverage_gaps(cases, RULESETS)] == []
