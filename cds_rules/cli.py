@@ -750,11 +750,16 @@ def check(
             try:
                 profile = compile_profile(protocol_file, name)
             except RulesetError as error:
-                # A ruleset in several profiles reports each of its errors once.
+                # A ruleset in several profiles reports each of its errors once, and is not
+                # compiled again on its own below.
                 errors.extend(
                     e
                     for e in getattr(error, "errors", [error])
                     if str(e) not in {str(seen) for seen in errors}
+                )
+                covered.update(
+                    (protocol_file.parent / ruleset).resolve()
+                    for ruleset in spec.profiles[name].rulesets
                 )
                 continue
             for compiled in profile.rulesets:
@@ -816,9 +821,7 @@ def check(
             }
         )
     if errors:
-        # A ruleset named by a profile that failed is also compiled on its own: one line each.
-        unique = list({str(error): error for error in errors}.values())
-        _fail(unique, EXIT_RULESET_ERROR, as_json)
+        _fail(errors, EXIT_RULESET_ERROR, as_json)
     if as_json:
         with _reader_may_stop_early():
             print(json.dumps({"rulesets": rows}, indent=2))

@@ -19,13 +19,13 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from .errors import InputError, Location, RulesetError, RulesetErrors
 from .facts import PatientFacts
 from .loader import did_you_mean
 from .spec import Evidence, Outcome, SourceSpec
-from .terminology import _load
+from .terminology import _load, _Table
 
 __all__ = [
     "DoseCheck",
@@ -48,10 +48,6 @@ CheckDecision = Literal["ACCEPT", "REJECT", "NEEDS_REVIEW", "CANNOT_EVALUATE"]
 
 # ---------------------------------------------------------------------------------------------
 # The table
-
-
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Parameter(_Table):
@@ -157,7 +153,7 @@ def parameter_count(table: DosingTable) -> int:
 
 def load_dosing_table(path: Path | str) -> DosingTable:
     """Read and check ``dosing.yaml``; raise ``RulesetErrors`` with every problem."""
-    spec, positions, _ = _load(path, DosingTable)  # type: ignore[arg-type]
+    spec, positions, _ = _load(path, DosingTable)
     assert isinstance(spec, DosingTable)
     errors: list[RulesetError] = []
     for where, item in _parameters(spec):
@@ -226,8 +222,19 @@ class DrugDose:
     mg_per_kg_per_h: tuple[Decimal, Decimal]
 
 
+class _JsonResult:
+    """JSON output of a result dataclass: decimals as numbers, outcomes as their names."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = _jsonable(asdict(self))  # type: ignore[call-overload]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
 @dataclass(frozen=True)
-class DosePlan:
+class DosePlan(_JsonResult):
     """The doses for one session, or the reason there are none (``outcome``)."""
 
     session: int
@@ -241,16 +248,9 @@ class DosePlan:
     bag_ml_per_h: tuple[Decimal, Decimal] | None
     notes: tuple[Note, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = _jsonable(asdict(self))
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
-
 
 @dataclass(frozen=True)
-class DoseCheck:
+class DoseCheck(_JsonResult):
     """An ordered dose against the permitted maximum."""
 
     drug: Drug
@@ -262,13 +262,6 @@ class DoseCheck:
     max_mg: Decimal | None
     max_mg_per_kg: Decimal
     notes: tuple[Note, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = _jsonable(asdict(self))
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
 def _jsonable(value: Any) -> Any:

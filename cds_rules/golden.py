@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -49,6 +49,9 @@ Result = Evaluation | Assessment
 
 class _CaseModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_Case = TypeVar("_Case", bound=_CaseModel)
 
 
 class Expected(_CaseModel):
@@ -118,15 +121,22 @@ class CaseFile:
     error: str | None
 
 
-def _load_case(path: Path, repo: Path, rulesets: Path, profiles: Iterable[str]) -> CaseFile:
+def _read_case(path: Path, repo: Path, model: type[_Case]) -> tuple[str, _Case | None, str | None]:
+    """A case file's name (from the repository root), and its case or why it is not one."""
     name = path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
     try:
         data = load_yaml_text(path.read_text(encoding="utf-8"), name).data
-        case = GoldenCase.model_validate(data)
+        return name, model.model_validate(data), None
     except CdsRulesError as error:
-        return CaseFile(path, name, None, str(error))
+        return name, None, str(error)
     except ValidationError as error:
-        return CaseFile(path, name, None, _validation_details(error))
+        return name, None, _validation_details(error)
+
+
+def _load_case(path: Path, repo: Path, rulesets: Path, profiles: Iterable[str]) -> CaseFile:
+    name, case, error = _read_case(path, repo, GoldenCase)
+    if case is None:
+        return CaseFile(path, name, None, error)
     problems = []
     if case.case != path.stem:
         problems.append(f"`case: {case.case}` differs from the file name `{path.stem}`")
@@ -217,15 +227,21 @@ def merge(base: Any, patch: Any) -> Any:
     return patch
 
 
+def _patched_patient(
+    patient: str, patch: dict[str, Any] | None, source: str, repo: Path
+) -> PatientFacts:
+    """A fixture's data, patched, validated as input from ``source`` (the case file)."""
+    data = load_yaml_text((repo / patient).read_text(encoding="utf-8"), patient).data
+    if patch is not None:
+        data = merge(data, patch)
+    return parse_patient(data, source=source)
+
+
 def patient_of(case_file: CaseFile, repo: Path) -> PatientFacts:
     """The case's patient: the fixture's data, patched, validated as from the case file."""
     case = case_file.case
     assert case is not None
-    fixture = repo / case.patient
-    data = load_yaml_text(fixture.read_text(encoding="utf-8"), case.patient).data
-    if case.patch is not None:
-        data = merge(data, case.patch)
-    return parse_patient(data, source=case_file.name)
+    return _patched_patient(case.patient, case.patch, case_file.name, repo)
 
 
 def evaluate_case(case_file: CaseFile, mode: Mode, repo: Path, rulesets: Path) -> Result:
@@ -320,12 +336,24 @@ def problems_with(expected: Expected, result: Result) -> list[str]:
         reporters = [rule for rule, paths in missing.items() if path in paths]
         if reporters:
             problems.append(f"`{path}` is reported missing by {', '.join(reporters)}")
-    for rule, fragments in expected.message_contains.items():
-        messages = [finding.message for finding in result.findings if finding.rule_id == rule]
+    messages = [(finding.rule_id, finding.message) for finding in result.findings]
+    return problems + _fragment_problems(expected.message_contains, messages, "finding", "messages")
+
+
+def _fragment_problems(
+    expected: Mapping[str, str | tuple[str, ...]],
+    messages: list[tuple[str, str]],
+    noun: str,
+    plural: str,
+) -> list[str]:
+    """Each expected fragment that no message of its rule contains."""
+    problems = []
+    for rule, fragments in expected.items():
+        own = [message for rule_id, message in messages if rule_id == rule]
         for fragment in (fragments,) if isinstance(fragments, str) else fragments:
-            if not any(fragment in message for message in messages):
+            if not any(fragment in message for message in own):
                 problems.append(
-                    f"no {rule} finding contains {fragment!r} (messages: {messages or 'none'})"
+                    f"no {rule} {noun} contains {fragment!r} ({plural}: {own or 'none'})"
                 )
     return problems
 
@@ -462,15 +490,9 @@ def discover_dose_cases(cases_dir: Path, repo: Path) -> list[DoseCaseFile]:
     """Every ``dose/<case>.yaml`` under ``cases_dir``, loaded and checked."""
     found = []
     for path in sorted((cases_dir / "dose").glob("*.yaml")):
-        name = path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
-        try:
-            data = load_yaml_text(path.read_text(encoding="utf-8"), name).data
-            case = DoseCase.model_validate(data)
-        except CdsRulesError as error:
-            found.append(DoseCaseFile(path, name, None, str(error)))
-            continue
-        except ValidationError as error:
-            found.append(DoseCaseFile(path, name, None, _validation_details(error)))
+        name, case, error = _read_case(path, repo, DoseCase)
+        if case is None:
+            found.append(DoseCaseFile(path, name, None, error))
             continue
         problems = []
         if case.case != path.stem:
@@ -489,11 +511,7 @@ DoseResult = DosePlan | DoseCheck
 def evaluate_dose_case(case_file: DoseCaseFile, repo: Path, rulesets: Path) -> DoseResult:
     case = case_file.case
     assert case is not None
-    fixture = repo / case.patient
-    data = load_yaml_text(fixture.read_text(encoding="utf-8"), case.patient).data
-    if case.patch is not None:
-        data = merge(data, case.patch)
-    facts = parse_patient(data, source=case_file.name)
+    facts = _patched_patient(case.patient, case.patch, case_file.name, repo)
     table = load_dosing_table(rulesets / DOSE_TABLE)
     if case.plan is not None:
         return plan_session(
@@ -565,14 +583,8 @@ def dose_problems(expected: DoseExpected, result: DoseResult) -> list[str]:
     decisive = _decisive_rules(result)
     problems += [f"{rule} has no deciding note" for rule in expected.fired if rule not in decisive]
     problems += [f"{rule} has a deciding note" for rule in expected.not_fired if rule in decisive]
-    for rule, fragments in expected.message_contains.items():
-        messages = [note.message for note in result.notes if note.rule == rule]
-        for fragment in (fragments,) if isinstance(fragments, str) else fragments:
-            if not any(fragment in message for message in messages):
-                problems.append(
-                    f"no {rule} note contains {fragment!r} (notes: {messages or 'none'})"
-                )
-    return problems
+    notes = [(note.rule, note.message) for note in result.notes]
+    return problems + _fragment_problems(expected.message_contains, notes, "note", "notes")
 
 
 def dose_rules(rulesets: Path) -> tuple[str, ...]:
