@@ -555,9 +555,17 @@ class _RuleCompiler:
                 "rule_does_nothing", "a rule must `assert` a fact or emit a `finding`", ("then",)
             )
         on_missing = rule.on_missing
-        if on_missing is None and rule.then.finding and rule.then.finding.outcome != Outcome.INFO:
+        finding = rule.then.finding
+        acts = finding is not None and finding.action is not None
+        if on_missing is None and finding and (finding.outcome != Outcome.INFO or acts):
             on_missing = Outcome.CANNOT_EVALUATE
-        floor = _missing_floor(rule.then.finding.outcome if rule.then.finding else None)
+        # A rule that holds, lowers or stops the next dose is decisive whatever its outcome:
+        # missing data under it must not let the course escalate.
+        floor = (
+            Outcome.CANNOT_EVALUATE
+            if acts
+            else _missing_floor(finding.outcome if finding else None)
+        )
         if on_missing is not None and on_missing.severity < floor.severity:
             self.error(
                 "invalid_on_missing",
@@ -834,6 +842,27 @@ class _RuleCompiler:
                 "a finding cannot declare ELIGIBLE: eligibility comes only from criteria",
                 ("then", "finding", "outcome"),
             )
+        action = finding.action
+        if action is not None:
+            amounts = [
+                name
+                for name in ("lidocaine_mg_per_kg", "ketamine_mg")
+                if getattr(action, name) is not None
+            ]
+            if action.next == "DEESCALATE" and len(amounts) < 2:
+                self.error(
+                    "invalid_action",
+                    "a DEESCALATE action says by how much for each drug",
+                    ("then", "finding", "action"),
+                    "give `lidocaine_mg_per_kg` and `ketamine_mg` (negative numbers)",
+                )
+            elif action.next != "DEESCALATE" and amounts:
+                self.error(
+                    "invalid_action",
+                    f"only DEESCALATE changes a dose; {action.next} cannot have "
+                    f"`{amounts[0]}`",
+                    ("then", "finding", "action", amounts[0]),
+                )
 
 
 def _missing_floor(outcome: Outcome | None) -> Outcome:

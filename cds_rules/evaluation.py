@@ -33,7 +33,7 @@ from .reference import (
     Truth,
     evaluate_condition,
 )
-from .spec import Evidence, Outcome
+from .spec import ActionSpec, Evidence, Outcome
 from .terminology import Terminology
 
 __all__ = [
@@ -102,6 +102,8 @@ class Finding:
     drugs: tuple[str, ...] = ()
     #: What the finding is about (e.g. the drug), for matching a clinician's review.
     subject: str | None = None
+    #: Course rulesets: what the finding does to the next session.
+    action: ActionSpec | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -603,6 +605,7 @@ def _decide(
                         evidence=rule.evidence,
                         drugs=rule.drugs,
                         subject=_subject(rule, records, firing.matched),
+                        action=rule.finding.action,
                     )
                 )
 

@@ -224,8 +224,32 @@ def _definitions() -> dict[str, Any]:
                     "pattern": FIELD_PATH_PATTERN,
                     "type": "string",
                 },
+                "action": _ref("action"),
             },
             "required": ["outcome", "message"],
+            "type": "object",
+        },
+        "action": {
+            "additionalProperties": False,
+            "description": "course rulesets only: what the finding does to the next session "
+            "(the most restrictive action wins); DEESCALATE gives the cut for each drug",
+            "properties": {
+                "next": {
+                    "enum": ["HOLD_DOSE", "DEESCALATE", "COURSE_COMPLETE", "DISCONTINUE_COURSE"],
+                    "type": "string",
+                },
+                "lidocaine_mg_per_kg": {
+                    "description": "DEESCALATE: change of the lidocaine dose, mg/kg (negative)",
+                    "exclusiveMaximum": 0,
+                    "type": "number",
+                },
+                "ketamine_mg": {
+                    "description": "DEESCALATE: change of the ketamine dose, mg (negative)",
+                    "exclusiveMaximum": 0,
+                    "type": "number",
+                },
+            },
+            "required": ["next"],
             "type": "object",
         },
         "then": {

@@ -29,10 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "COMPARISON_OPERATORS",
     "OPERATORS",
+    "ActionSpec",
     "AllSpec",
     "AnySpec",
     "AssertSpec",
     "ConditionSpec",
+    "CourseAction",
     "CriterionSpec",
     "DerivedFactSpec",
     "Evidence",
@@ -155,6 +157,45 @@ class AssertSpec(_Spec):
     set: dict[str, Scalar | ReferenceSpec] = Field(default_factory=dict)
 
 
+class CourseAction(str, Enum):
+    """What a course finding does to the next session. ``rank`` orders them: the most
+    restrictive wins. ESCALATE is never a finding: it needs the course's positive criterion
+    and nothing restrictive (see ``course.py``)."""
+
+    ESCALATE = "ESCALATE"
+    HOLD_DOSE = "HOLD_DOSE"
+    DEESCALATE = "DEESCALATE"
+    #: The course ran its planned sessions (SES-MAX): no further session.
+    COURSE_COMPLETE = "COURSE_COMPLETE"
+    DISCONTINUE_COURSE = "DISCONTINUE_COURSE"
+
+    @property
+    def rank(self) -> int:
+        return _ACTION_RANK[self]
+
+
+_ACTION_RANK = {
+    CourseAction.ESCALATE: 0,
+    CourseAction.HOLD_DOSE: 1,
+    CourseAction.DEESCALATE: 2,
+    CourseAction.COURSE_COMPLETE: 3,
+    CourseAction.DISCONTINUE_COURSE: 4,
+}
+
+
+class ActionSpec(_Spec):
+    """The next-session action of a course finding; DEESCALATE says by how much."""
+
+    next: Literal["HOLD_DOSE", "DEESCALATE", "COURSE_COMPLETE", "DISCONTINUE_COURSE"]
+    #: DEESCALATE only: the change to the last dose given (negative), per drug.
+    lidocaine_mg_per_kg: float | None = Field(default=None, lt=0)
+    ketamine_mg: float | None = Field(default=None, lt=0)
+
+    @property
+    def action(self) -> CourseAction:
+        return CourseAction(self.next)
+
+
 class FindingSpec(_Spec):
     """A finding for the clinician. ``{alias.field}`` in the message is filled from the facts."""
 
@@ -163,6 +204,8 @@ class FindingSpec(_Spec):
     #: What the finding is about, as ``alias.field`` (e.g. ``med.drug``): a clinician's
     #: review of the finding is recorded for this rule and this value, not for the rule alone.
     subject: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+    #: Course rulesets only: what the finding does to the next session.
+    action: ActionSpec | None = None
 
 
 class ThenSpec(_Spec):
