@@ -70,6 +70,15 @@ class OutcomeParameter(_Table):
     note: str | None = None
 
 
+class PolicyParameter(_Table):
+    """A yes/no choice of the protocol, with its source and evidence grade."""
+
+    value: Annotated[bool, Field(strict=True)]
+    sources: list[str] = Field(min_length=1)
+    evidence: Evidence
+    note: str | None = None
+
+
 class WeightSpec(_Table):
     rule: str
     title: str
@@ -100,6 +109,7 @@ class LidocaineSpec(_Table):
     shortest_infusion_min: Parameter
     longest_infusion_min: Parameter
     max_rate_mg_per_kg_per_h: Parameter
+    deescalation_floor_mg_per_kg: Parameter
     diluent_ml: Parameter
     concentration: ConcentrationSpec
 
@@ -114,12 +124,14 @@ class KetamineSpec(_Table):
     min_mg_per_kg: Parameter
     max_mg_per_kg: Parameter
     round_to_mg: Parameter
+    start_is_escalation: PolicyParameter
     concentration: ConcentrationSpec
 
 
 class CourseSpec(_Table):
     rule: str
     max_sessions: Parameter
+    record_tolerance_percent: Parameter
 
 
 class DosingTable(_Table):
@@ -133,14 +145,17 @@ class DosingTable(_Table):
     course: CourseSpec
 
 
+_AnyParameter = Parameter | OutcomeParameter | PolicyParameter
+
+
 def _parameters(
     model: BaseModel, where: tuple[str, ...] = ()
-) -> list[tuple[tuple[str, ...], Parameter | OutcomeParameter]]:
-    """Every number (and outcome) of the table with its place, nested blocks included."""
-    found: list[tuple[tuple[str, ...], Parameter | OutcomeParameter]] = []
+) -> list[tuple[tuple[str, ...], _AnyParameter]]:
+    """Every number, outcome and choice of the table with its place, nested blocks included."""
+    found: list[tuple[tuple[str, ...], _AnyParameter]] = []
     for name in type(model).model_fields:
         item = getattr(model, name)
-        if isinstance(item, Parameter | OutcomeParameter):
+        if isinstance(item, _AnyParameter):
             found.append(((*where, name), item))
         elif isinstance(item, BaseModel):
             found.extend(_parameters(item, (*where, name)))
@@ -464,8 +479,13 @@ def plan_session(
     lidocaine_mg_per_ml: float,
     ketamine_mg_per_ml: float,
     table: DosingTable,
+    lidocaine_mg_per_kg: Decimal | None = None,
+    ketamine_mg: Decimal | None = None,
 ) -> DosePlan:
     """The planned doses for session ``session`` if every earlier session escalated.
+
+    A course passes the doses its decisions reached instead (``lidocaine_mg_per_kg``,
+    ``ketamine_mg``; ketamine 0 mg: none), and they are converted the same way.
 
     Lidocaine: start + step x (session - 1) mg/kg, at most the maximum, on the dosing weight,
     at most the cap. Ketamine (from its first session): start + step x sessions since, kept
@@ -504,7 +524,9 @@ def plan_session(
         )
     lido_spec, ket_spec = table.lidocaine, table.ketamine
     shortest, longest = lido_spec.shortest_infusion_min.d, lido_spec.longest_infusion_min.d
-    mg_per_kg = _lidocaine_mg_per_kg(session, table)
+    mg_per_kg = (
+        _lidocaine_mg_per_kg(session, table) if lidocaine_mg_per_kg is None else lidocaine_mg_per_kg
+    )
     # Rounded down, so the dose never exceeds its mg/kg; volumes are rounded down too.
     mg = _to_step(mg_per_kg * weight.dosing_kg, Decimal("0.1"), ROUND_FLOOR)
     capped = mg > lido_spec.cap_mg.d
@@ -549,7 +571,12 @@ def plan_session(
         per_kg_h,
     )
     ketamine = None
-    if session >= ket_spec.first_session.value:
+    if ketamine_mg is not None:
+        if ketamine_mg > 0:
+            ketamine = _ketamine_dose(
+                ketamine_mg, session, weight.actual_kg, ket_conc, shortest, longest, table
+            )
+    elif session >= ket_spec.first_session.value:
         low, high = _ketamine_limits(weight.actual_kg, table)
         steps = Decimal(session) - ket_spec.first_session.d
         wanted = ket_spec.start_mg.d + ket_spec.step_mg.d * steps
@@ -587,22 +614,8 @@ def plan_session(
                     "range",
                 )
             )
-        ket_per_h, ket_per_kg_h = _rates(ket_mg, weight.actual_kg, shortest, longest)
-        ketamine = DrugDose(
-            "ketamine",
-            ket_spec.rule,
-            session,
-            "actual",
-            weight.actual_kg,
-            _round(ket_mg / weight.actual_kg, "0.001"),
-            ket_mg,
-            False,
-            ket_conc,
-            _to_step(ket_mg / ket_conc, Decimal("0.01"), ROUND_FLOOR),
-            shortest,
-            longest,
-            ket_per_h,
-            ket_per_kg_h,
+        ketamine = _ketamine_dose(
+            ket_mg, session, weight.actual_kg, ket_conc, shortest, longest, table
         )
     bag = _round(
         lido_spec.diluent_ml.d + lidocaine.ml + (ketamine.ml if ketamine else Decimal(0)), "0.01"
@@ -612,6 +625,34 @@ def plan_session(
     outcome = _worst([outcome, *(note.outcome for note in notes)])
     return DosePlan(
         session, table.version, outcome, weight, lidocaine, ketamine, bag, bag_rates, tuple(notes)
+    )
+
+
+def _ketamine_dose(
+    mg: Decimal,
+    session: int,
+    actual_kg: Decimal,
+    concentration: Decimal,
+    shortest: Decimal,
+    longest: Decimal,
+    table: DosingTable,
+) -> DrugDose:
+    per_h, per_kg_h = _rates(mg, actual_kg, shortest, longest)
+    return DrugDose(
+        "ketamine",
+        table.ketamine.rule,
+        session,
+        "actual",
+        actual_kg,
+        _round(mg / actual_kg, "0.001"),
+        mg,
+        False,
+        concentration,
+        _to_step(mg / concentration, Decimal("0.01"), ROUND_FLOOR),
+        shortest,
+        longest,
+        per_h,
+        per_kg_h,
     )
 
 

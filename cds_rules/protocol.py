@@ -68,7 +68,7 @@ class PathwaySpec(_Spec):
 
 class ProfileSpec(_Spec):
     title: str
-    kind: Literal["screening", "gate"]
+    kind: Literal["screening", "gate", "course"]
     rulesets: list[str] = Field(min_length=1)
 
 
@@ -92,7 +92,7 @@ class CompiledProfile:
     """A profile ready to evaluate: its rulesets compiled against the terminology."""
 
     name: str
-    kind: Literal["screening", "gate"]
+    kind: Literal["screening", "gate", "course"]
     title: str
     protocol: RulesetRef
     drugs: dict[str, str]
@@ -186,6 +186,18 @@ def compile_profile(protocol_file: Path | str, profile: str) -> CompiledProfile:
                     )
                 )
             seen_ids[rule.id] = name
+        if spec.profiles[profile].kind != "course":
+            errors.extend(
+                RulesetError(
+                    "action_outside_course",
+                    f"rule `{rule.id}` has a next-session `action`, but profile `{profile}` is "
+                    f"a {spec.profiles[profile].kind} profile",
+                    rule.location,
+                    "actions belong to the rulesets of a `kind: course` profile",
+                )
+                for rule in ruleset.rules
+                if rule.finding is not None and rule.finding.action is not None
+            )
         compiled.append(ruleset)
     if errors:
         raise RulesetErrors(errors)
@@ -267,7 +279,7 @@ class Assessment:
 
     __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     profile: str
-    kind: Literal["screening", "gate"]
+    kind: Literal["screening", "gate", "course"]
     protocol: RulesetRef
     as_of: datetime
     engine: str

@@ -22,13 +22,18 @@ from pydantic import BaseModel, ConfigDict, model_validator
 __all__ = [
     "RECORD_TYPES",
     "AcrRecord",
+    "AdverseEventRecord",
     "AllergyRecord",
     "ConditionRecord",
+    "CourseEventRecord",
+    "CourseSessionRecord",
     "EcgRecord",
+    "HaltRecord",
     "LabsRecord",
     "MedicationRecord",
     "PatientRecord",
     "Record",
+    "ResponseRecord",
     "Score",
     "SessionRecord",
     "TherapyRecord",
@@ -343,6 +348,117 @@ class SessionRecord(Record):
     consent_documented: bool | None = None
 
 
+# ---------------------------------------------------------------------------------------------
+# Course records: one session just given, and what it decides for the next (``course.py``).
+
+#: What kind of adverse event: the course rules act on LAST signs, seizures, arrhythmias,
+#: conduction block, anaphylaxis and psychomimetic effects by name.
+AdverseEventCategory = Literal[
+    "last_sign",
+    "seizure",
+    "arrhythmia",
+    "conduction_block",
+    "anaphylaxis",
+    "psychomimetic",
+    "sedation",
+    "respiratory",
+    "hypertension",
+    "hypotension",
+    "heart_rate",
+    "nausea_vomiting",
+    "other",
+]
+
+#: Patient Global Impression of Change, seven points.
+Pgic = Literal[
+    "very_much_improved",
+    "much_improved",
+    "minimally_improved",
+    "no_change",
+    "minimally_worse",
+    "much_worse",
+    "very_much_worse",
+]
+
+
+class CourseSessionRecord(Record):
+    """One session of the course that has been given; the next session is decided from it."""
+
+    fact_type: ClassVar[str] = "course_session"
+    absent: ClassVar[str] = "session not recorded"
+
+    number: float | None = None
+    #: Sessions the course may still give after this one (SES-MAX, from the dosing table).
+    sessions_remaining: float | None = None
+    first_session: bool | None = None
+    #: Hours from the start of the previous session (unknown for the first session).
+    hours_since_previous: float | None = None
+    #: Percent of the planned dose of this session that was delivered.
+    delivered_percent: float | None = None
+    max_poss: float | None = None
+    min_rass: float | None = None
+    #: The pre-session gate of this session passed (PROCEED).
+    gate_passed: bool | None = None
+    #: Whether the session's adverse events, halts and course events were recorded (an empty
+    #: list is "none"; not recorded is unknown).
+    adverse_events_recorded: bool | None = None
+    halts_recorded: bool | None = None
+    course_events_recorded: bool | None = None
+
+
+class AdverseEventRecord(Record):
+    """One adverse event of the session, graded (CTCAE v5)."""
+
+    fact_type: ClassVar[str] = "adverse_event"
+    absent: ClassVar[str] = "the session's adverse events are not recorded"
+
+    term: str | None = None
+    category: AdverseEventCategory | None = None
+    grade: float | None = None
+    #: LAST tier of the sign (0: not a sign of local anaesthetic toxicity).
+    last_tier: float | None = None
+    attributable: bool | None = None
+
+
+class HaltRecord(Record):
+    """One halt rule that fired during the session."""
+
+    fact_type: ClassVar[str] = "halt"
+    absent: ClassVar[str] = "the session's halts are not recorded"
+
+    rule: str | None = None
+    times: float | None = None
+    resolved: bool | None = None
+    rapid_recovery: bool | None = None
+
+
+class CourseEventRecord(Record):
+    """Something that ends the course whatever the doses: pregnancy, consent withdrawn."""
+
+    fact_type: ClassVar[str] = "course_event"
+    absent: ClassVar[str] = "whether the course should stop (pregnancy, consent) is not recorded"
+
+    event: Literal["pregnancy_detected", "consent_withdrawn"] | None = None
+
+
+class ResponseRecord(Record):
+    """Pain response so far (RESP-01): change of the VNRS from the baseline, as decreases."""
+
+    fact_type: ClassVar[str] = "response"
+    absent: ClassVar[str] = "no pain score recorded"
+
+    #: ``course`` after a session; ``follow_up`` after the course.
+    phase: Literal["course", "follow_up"] | None = None
+    after_session: float | None = None
+    baseline_vnrs: float | None = None
+    current_vnrs: float | None = None
+    decrease_points: float | None = None
+    decrease_percent: float | None = None
+    pgic: Pgic | None = None
+    #: Decrease of BPI pain interference (0-10) from the baseline.
+    bpi_interference_decrease: float | None = None
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.fact_type: cls
     for cls in (
@@ -356,5 +472,10 @@ RECORD_TYPES: dict[str, type[Record]] = {
         AllergyRecord,
         MedicationRecord,
         SessionRecord,
+        CourseSessionRecord,
+        AdverseEventRecord,
+        HaltRecord,
+        CourseEventRecord,
+        ResponseRecord,
     )
 }

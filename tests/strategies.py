@@ -22,13 +22,18 @@ from cds_rules.compiler import CompiledRuleset
 from cds_rules.model import FieldInfo, base_fact_types
 from cds_rules.records import (
     AcrRecord,
+    AdverseEventRecord,
     AllergyRecord,
     ConditionRecord,
+    CourseEventRecord,
+    CourseSessionRecord,
     EcgRecord,
+    HaltRecord,
     LabsRecord,
     MedicationRecord,
     PatientRecord,
     Record,
+    ResponseRecord,
     Score,
     SessionRecord,
     TherapyRecord,
@@ -281,6 +286,16 @@ def patient_records(edges: Edges | None = None) -> st.SearchStrategy[tuple[Recor
         for kind in (TrialRecord, TherapyRecord, ConditionRecord, AllergyRecord, MedicationRecord)
     ]
     session = st.one_of(st.just([]), records_of(SessionRecord, edges).map(lambda r: [r]))
+    # A course session's records (course.py): the session, its response, and its adverse
+    # events, halts and course events, each documented (possibly empty) or not.
+    course_single = [
+        st.one_of(st.just([]), records_of(kind, edges).map(lambda r: [r]))
+        for kind in (CourseSessionRecord, ResponseRecord)
+    ]
+    course_collections = [
+        _collection(records_of(kind, edges), kind(placeholder=True))
+        for kind in (AdverseEventRecord, HaltRecord, CourseEventRecord)
+    ]
 
     @st.composite
     def build(draw: st.DrawFn) -> tuple[Record, ...]:
@@ -289,6 +304,10 @@ def patient_records(edges: Edges | None = None) -> st.SearchStrategy[tuple[Recor
         for collection in collections:
             records += draw(collection)
         records += draw(session)
+        for strategy in course_single:
+            records += draw(strategy)
+        for collection in course_collections:
+            records += draw(collection)
         return tuple(records)
 
     return build()
