@@ -24,6 +24,15 @@ from typing import Any
 import pytest
 
 from cds_rules.api import evaluator_for
+from cds_rules.course_golden import (
+    CourseCaseFile,
+    course_coverage_gaps,
+    course_problems,
+    course_rulesets,
+    describe_course,
+    discover_course_cases,
+    evaluate_course_case,
+)
 from cds_rules.errors import CdsRulesError
 from cds_rules.evaluation import Evaluation
 from cds_rules.facts import PatientFacts, load_patient
@@ -47,6 +56,7 @@ from cds_rules.golden import (
     shipped_rules,
 )
 from cds_rules.protocol import Assessment, assessor_for
+from cds_rules.spec import CourseAction
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
@@ -307,3 +317,61 @@ def test_dose_case(case_file: DoseCaseFile) -> None:
 def test_every_dose_rule_decides_in_one_case_and_not_in_another() -> None:
     cases = [case_file.case for case_file in DOSE_CASES if case_file.case is not None]
     assert [str(gap) for gap in dose_coverage_gaps(cases, RULESETS)] == []
+
+
+# ------------------------------------------------------------------------------------------
+# Course cases (tests/golden/course/): the decision after one session of a patched course.
+
+COURSE_CASES = discover_course_cases(GOLDEN, REPO)
+
+
+def test_course_cases_exist_and_are_valid() -> None:
+    assert COURSE_CASES, "no course cases under tests/golden/course/"
+    invalid = [f"{c.name}: {c.error}" for c in COURSE_CASES if c.case is None]
+    assert not invalid, "\n".join(invalid)
+
+
+@pytest.mark.parametrize("case_file", COURSE_CASES, ids=lambda c: c.name)
+def test_course_case(case_file: CourseCaseFile) -> None:
+    case = case_file.case
+    if case is None:
+        pytest.fail(f"{case_file.name}: not a valid course case: {case_file.error}", pytrace=False)
+    report = evaluate_course_case(case_file, REPO, RULESETS)
+    problems = course_problems(case.expected, report)
+    if problems:
+        pytest.fail(
+            f"{case_file.name} ({case.title}):\n  - "
+            + "\n  - ".join(problems)
+            + "\n"
+            + describe_course(report, case.expected.session),
+            pytrace=False,
+        )
+
+
+def test_every_course_rule_fires_in_one_case_and_not_in_another() -> None:
+    cases = [c.case for c in COURSE_CASES if c.case is not None]
+    assert course_rulesets(RULESETS) == ("course.yaml",)
+    assert [str(gap) for gap in course_coverage_gaps(cases, RULESETS)] == []
+
+
+def test_a_course_case_that_expects_the_wrong_decision_fails() -> None:
+    """The checker reports what a clinician would notice: decision, status, dose, rules."""
+    case_file = next(c for c in COURSE_CASES if c.case and c.case.case == "tier-1-last-sign-holds")
+    assert case_file.case is not None
+    report = evaluate_course_case(case_file, REPO, RULESETS)
+    wrong = case_file.case.expected.model_copy(
+        update={
+            "next": CourseAction.ESCALATE,
+            "status": "NEEDS_REVIEW",
+            "next_lidocaine_mg_per_kg": 4.0,
+            "fired": ("ESC-03-LAST",),
+            "not_fired": ("ESC-02-LAST",),
+        }
+    )
+    assert course_problems(wrong, report) == [
+        "next is HOLD_DOSE, expected ESCALATE",
+        "status is OK, expected NEEDS_REVIEW",
+        "ESC-03-LAST did not fire",
+        "ESC-02-LAST fired",
+        "next lidocaine mg/kg is 3.75, expected 4.0",
+    ]
