@@ -17,6 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -694,6 +695,99 @@ def check_dose(
     raise typer.Exit(DOSE_CHECK_EXIT_CODES[result.decision])
 
 
+def _course_console() -> Console:
+    """A console wide enough for the course table when output is not a terminal."""
+    console = _console()
+    if not console.is_terminal:
+        console = _Console(highlight=False, soft_wrap=False, width=160)
+    return console
+
+
+@app.command()
+def course(
+    course_file: Annotated[Path, typer.Argument(help="Course file, YAML or JSON.")],
+    chart: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the course to this file (.png or .svg)."),
+    ] = None,
+    protocol: Annotated[
+        Path | None, typer.Option(help="Protocol file (default: rulesets/protocol.yaml).")
+    ] = None,
+    table: Annotated[
+        Path | None, typer.Option(help="Dosing table (default: rulesets/dosing.yaml).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the course as JSON.")] = False,
+    cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
+    engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+) -> None:
+    """A course day by day: each dose given against the plan the rules allowed, whether each
+    escalation was allowed (ESC-01..04, SES-MAX), the next session's decision with its
+    reasons, and the pain response (RESP-01..07).
+
+    Exit codes: 0 nothing to review, 3 NEEDS_REVIEW (a deviation or a finding to review),
+    4 CANNOT_EVALUATE (data missing for a decision), 5 a session stopped the course
+    (DISCONTINUE_COURSE); 2 bad input, 6 ruleset errors, 7 engine failure.
+    """
+    from .course import CourseRunner, load_course
+
+    try:
+        loaded = load_course(course_file)
+    except InputError as error:
+        _fail(_in_file(error, str(course_file)), EXIT_INPUT_ERROR, as_json)
+    dosing = _dosing_table(table, as_json)
+    protocol_path = protocol or default_rulesets_dir() / DEFAULT_PROTOCOL
+    try:
+        runner = CourseRunner(
+            compile_profile(protocol_path, "course"),
+            dosing,
+            engine=engine.value,
+            cross_check=cross_check,
+        )
+    except (RulesetError, OSError) as error:
+        _ruleset_failure(protocol_path, error, as_json)
+    try:
+        report = runner.run(loaded)
+    except InputError as error:
+        _fail(_in_file(error, str(course_file)), EXIT_INPUT_ERROR, as_json)
+    except EngineError as error:
+        _fail(error, EXIT_ENGINE_ERROR, as_json)
+    if chart is not None:
+        from .course_chart import draw_course
+
+        try:
+            draw_course(report, dosing, chart, response_lines=_response_lines(protocol_path))
+        except InputError as error:
+            _fail(error, EXIT_INPUT_ERROR, as_json)
+        except OSError as error:
+            _fail(
+                InputError(
+                    "unwritable_file",
+                    f"cannot write `{chart}`: {(error.strerror or str(error)).lower()}",
+                    Location(path="--chart"),
+                ),
+                EXIT_INPUT_ERROR,
+                as_json,
+            )
+    with _reader_may_stop_early():
+        if as_json:
+            print(report.to_json())
+        else:
+            from .course_view import print_course
+
+            console = _course_console()
+            print_course(report, dosing, console)
+            if chart is not None:
+                console.print(f"chart: {escape(str(chart))}")
+    raise typer.Exit(EXIT_CODES.get(report.status, 0))
+
+
+def _response_lines(protocol_path: Path) -> list[tuple[str, Decimal]]:
+    """The IMMPACT thresholds of the course rules, for the chart's reference lines."""
+    from .course import response_thresholds
+
+    return response_thresholds(compile_profile(protocol_path, "course"))
+
+
 def _is_dosing_table(path: Path) -> bool:
     try:
         text = path.read_text(encoding="utf-8")
@@ -949,7 +1043,49 @@ def run_tests(
                 for problem in dose_issues:
                     console.print(f"  - {escape(problem)}")
                 console.print(escape(describe_dose(dose_result)))
-        total = len(found) + len(dose_cases)
+        from .course_golden import (
+            course_coverage_gaps,
+            course_problems,
+            describe_course,
+            discover_course_cases,
+            evaluate_course_case,
+        )
+
+        course_cases = discover_course_cases(cases_dir, repo)
+        valid_courses = []
+        for course_file in course_cases:
+            if course_file.case is None:
+                failed += 1
+                console.print(
+                    f"[red]invalid[/red] {escape(course_file.name)}: "
+                    f"{escape(str(course_file.error))}"
+                )
+                continue
+            valid_courses.append(course_file.case)
+            try:
+                course_result = evaluate_course_case(
+                    course_file,
+                    repo,
+                    rulesets,
+                    engine="durable" if mode == "cross_check" else mode,  # type: ignore[arg-type]
+                    cross_check=mode == "cross_check",
+                )
+            except (CdsRulesError, ValueError) as error:
+                failed += 1
+                console.print(f"[red]error[/red] {escape(course_file.name)}: {escape(str(error))}")
+                continue
+            course_issues = course_problems(course_file.case.expected, course_result)
+            if course_issues:
+                failed += 1
+                console.print(
+                    f"[red]FAIL[/red] {escape(course_file.name)} ({escape(course_file.case.title)})"
+                )
+                for problem in course_issues:
+                    console.print(f"  - {escape(problem)}")
+                console.print(
+                    escape(describe_course(course_result, course_file.case.expected.session))
+                )
+        total = len(found) + len(dose_cases) + len(course_cases)
         how = (
             "durable-rules cross-checked by the reference evaluator"
             if mode == "cross_check"
@@ -957,7 +1093,9 @@ def run_tests(
         )
         console.print(f"{total - failed} of {total} golden cases pass ({how})")
         gaps = (
-            coverage_gaps(valid, rulesets) + dose_coverage_gaps(valid_doses, rulesets)
+            coverage_gaps(valid, rulesets)
+            + dose_coverage_gaps(valid_doses, rulesets)
+            + course_coverage_gaps(valid_courses, rulesets)
             if coverage
             else []
         )
