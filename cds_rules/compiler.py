@@ -859,8 +859,7 @@ class _RuleCompiler:
             elif action.next != "DEESCALATE" and amounts:
                 self.error(
                     "invalid_action",
-                    f"only DEESCALATE changes a dose; {action.next} cannot have "
-                    f"`{amounts[0]}`",
+                    f"only DEESCALATE changes a dose; {action.next} cannot have `{amounts[0]}`",
                     ("then", "finding", "action", amounts[0]),
                 )
 

@@ -279,6 +279,23 @@ def _order_errors(spec: CourseFile, positions: Positions | None, source: str) ->
             if (
                 session.started_at is not None
                 and before.started_at is not None
+                and session.started_at > before.started_at
+                and (session.started_at.date() - before.started_at.date()).days
+                != session.day - before.day
+            ):
+                errors.append(
+                    InputError(
+                        "invalid_value",
+                        f"session {session.number} is on day {session.day}, "
+                        f"{session.day - before.day} days after session {before.number}, but "
+                        f"starts {(session.started_at.date() - before.started_at.date()).days} "
+                        "calendar days after it",
+                        at(("sessions", index, "day")),
+                    )
+                )
+            if (
+                session.started_at is not None
+                and before.started_at is not None
                 and session.started_at <= before.started_at
             ):
                 errors.append(
@@ -660,11 +677,13 @@ class CourseRunner:
         stopped: dict[str, CourseAction] = {}
         for index, session in enumerate(course.sessions):
             lido = self._lidocaine_day(facts, session, weight, plan, lido_conc)
-            ket = self._ketamine_day(facts, session, weight, plan, ket_conc)
-            escalation = _escalation(session, previous, lido, ket)
-            current = _dec(
-                session.vnrs.after if session.vnrs.after is not None else session.vnrs.before
+            ket = self._ketamine_day(
+                facts, session, weight, None if "ketamine" in stopped else plan, ket_conc
             )
+            escalation = _escalation(session, previous, lido, ket)
+            # The response so far is the score after the session; a missing one is unknown
+            # (the score before is not put in its place).
+            current = _dec(session.vnrs.after)
             bpi = _dec(session.bpi_interference)
             response_record = _response(
                 baseline,
@@ -763,16 +782,20 @@ class CourseRunner:
         notes: list[Note] = []
         stated = _dec(given.mg_per_kg)
         # What was drawn up: mL at the product's concentration, else the mg, else mg/kg x kg.
+        # When the record disagrees, the larger dose is the one checked.
+        candidates = []
         if given.ml is not None:
-            mg = _dec(given.ml) * conc  # type: ignore[operator]
-        elif given.mg is not None:
-            mg = Decimal(str(given.mg))
-        else:
-            assert stated is not None
-            mg = stated * kg if kg is not None else Decimal(0)
+            candidates.append(_dec(given.ml) * conc)  # type: ignore[operator]
+        if given.mg is not None:
+            candidates.append(Decimal(str(given.mg)))
+        if not candidates and stated is not None and kg is not None:
+            candidates.append(stated * kg)
+        mg = max(candidates) if candidates else Decimal(0)
         ml = _dec(given.ml) if given.ml is not None else _floor(mg / conc, "0.01")
         derived = _floor(mg / kg, "0.001") if kg else None
-        per_kg = stated if stated is not None else (derived or Decimal(0))
+        per_kg = max(
+            (value for value in (stated, derived) if value is not None), default=Decimal(0)
+        )
         tolerance = self._tolerance()
         if given.mg is not None and given.ml is not None:
             charted = Decimal(str(given.mg))
@@ -805,7 +828,12 @@ class CourseRunner:
             plan_mg_per_kg=planned.mg_per_kg if planned else None,
             plan_mg=planned.mg if planned else None,
             plan_ml=planned.ml if planned else None,
-            versus_plan=_versus(per_kg, planned.mg_per_kg if planned else None, plan),
+            # A capped plan is its mg (500 mg), not its nominal mg/kg.
+            versus_plan=(
+                _versus(mg, planned.mg, plan)
+                if planned is not None and planned.capped
+                else _versus(per_kg, planned.mg_per_kg if planned else None, plan)
+            ),
             check=check,
             notes=tuple(notes),
         )
@@ -827,6 +855,8 @@ class CourseRunner:
                 from_ml = Decimal(str(given.ml)) * conc
                 if abs(from_ml - mg) > self._tolerance() * max(mg, from_ml):
                     notes.append(_record_note("ketamine", f"{fmt(mg)} mg", from_ml, given.ml, conc))
+                # When the record disagrees, the larger dose is the one checked.
+                mg = max(mg, from_ml)
         else:
             mg = Decimal(str(given.ml)) * conc
         ml = Decimal(str(given.ml)) if given.ml is not None else _floor(mg / conc, "0.01")
@@ -879,6 +909,8 @@ class CourseRunner:
         else:
             ready = "not_established"
         acting = [f for f in findings if f.kind == "rule" and f.action is not None]
+        # No dose can be computed without a weight: nothing escalates (DOSE-LID-02).
+        weight_known = facts.demographics.weight_kg is not None
         status = max(
             (f.outcome for f in findings if f.outcome != Outcome.INFO),
             key=lambda o: o.severity,
@@ -894,7 +926,7 @@ class CourseRunner:
             actions = [f.action.action for f in mine if f.action is not None]
             if actions:
                 by_drug[drug] = max(actions, key=lambda a: a.rank)
-            elif ready == "established" and not missing:
+            elif ready == "established" and not missing and weight_known:
                 by_drug[drug] = CourseAction.ESCALATE
             else:
                 by_drug[drug] = CourseAction.HOLD_DOSE
@@ -957,7 +989,10 @@ class CourseRunner:
         if lido_action == CourseAction.ESCALATE:
             mg_per_kg = base + spec.step_mg_per_kg.d
         elif lido_action == CourseAction.DEESCALATE:
-            mg_per_kg = max(base + cuts["lidocaine"], spec.deescalation_floor_mg_per_kg.d)
+            # Never below the floor, and never above the dose just given.
+            mg_per_kg = min(
+                base, max(base + cuts["lidocaine"], spec.deescalation_floor_mg_per_kg.d)
+            )
             if base + cuts["lidocaine"] < spec.deescalation_floor_mg_per_kg.d:
                 notes.append(
                     Note(
@@ -1224,7 +1259,7 @@ def _deviations(report: SessionReport) -> list[str]:
                 f"{fmt(planned)} {unit}{why}"
             )
         if day.versus_plan == "not planned" and given > 0:
-            found.append(f"session {n}: {day.drug} was given after the course stopped")
+            found.append(f"session {n}: {day.drug} was given after it was stopped for the course")
         if day.check is not None and day.check.decision == "REJECT":
             found.extend(
                 f"session {n}: {note.message} ({note.rule})"

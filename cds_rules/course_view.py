@@ -151,10 +151,23 @@ def print_course(report: CourseReport, table: DosingTable, console: Console) -> 
                 f"{escape(note.message)}"
             )
     given = len(report.sessions)
-    ending = {
-        CourseAction.COURSE_COMPLETE: ": the course is complete",
-        CourseAction.DISCONTINUE_COURSE: ": the course is discontinued",
-    }.get(report.last.next.action, "")
+    by_drug = report.last.next.by_drug
+    endings = {
+        CourseAction.COURSE_COMPLETE: "complete",
+        CourseAction.DISCONTINUE_COURSE: "discontinued",
+    }
+    if len(set(by_drug.values())) == 1:
+        ending = (
+            f": the course is {endings[report.last.next.action]}"
+            if report.last.next.action in endings
+            else ""
+        )
+    else:
+        ending = "".join(
+            f"; {drug} {endings[action]} for the course"
+            for drug, action in by_drug.items()
+            if action in endings
+        )
     console.print(f"{given} of {report.max_sessions} sessions given{ending}")
 
     grid = Table(show_lines=False, header_style="bold", pad_edge=False)

@@ -725,6 +725,8 @@ def test_check_accepts_the_shipped_rulesets(cli: _Cli) -> None:
         ("gate.yaml", "gate"),
         ("protocol.yaml", "systemic_desensitisation/screening"),
         ("protocol.yaml", "systemic_desensitisation/gate"),
+        ("course.yaml", "course"),
+        ("protocol.yaml", "systemic_desensitisation/course"),
         ("dosing.yaml", "dosing"),
     }
     assert run.lines[-1].startswith("ok rulesets/dosing.yaml: dosing 1.0.0, ")

@@ -20,6 +20,7 @@ from cds_rules.course import CourseRunner, load_course
 from cds_rules.dosing import load_dosing_table
 from cds_rules.errors import RulesetErrors
 from cds_rules.protocol import compile_profile
+from cds_rules.spec import CourseAction
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "cds-rules"
@@ -158,6 +159,13 @@ def test_reference_engine_and_cross_check_give_the_same_course() -> None:
             ],
         ),
         (
+            "day_mismatch",
+            [
+                "day_mismatch.yaml:21:10: invalid_value: session 2 is on day 2, 1 days after "
+                "session 1, but starts 3 calendar days after it (at $.sessions[1].day)"
+            ],
+        ),
+        (
             "wrong_ampoule",
             [
                 "wrong_ampoule.yaml:5:33: out_of_range: `products.lidocaine_mg_per_ml` 200 mg/mL "
@@ -189,13 +197,11 @@ def test_a_screening_profile_refuses_next_session_actions(tmp_path: Path) -> Non
     rulesets.mkdir()
     for name in ("drugs.yaml", "conditions.yaml", "course.yaml"):
         (rulesets / name).write_text((ROOT / "rulesets" / name).read_text())
+    screening = "rulesets: [eligibility.yaml, contraindications.yaml, interactions.yaml, "
+    protocol = (ROOT / "rulesets" / "protocol.yaml").read_text()
+    assert screening in protocol
     (rulesets / "protocol.yaml").write_text(
-        (ROOT / "rulesets" / "protocol.yaml")
-        .read_text()
-        .replace(
-            "rulesets: [eligibility.yaml, contraindications.yaml, interactions.yaml, pretests.yaml]",
-            "rulesets: [course.yaml]",
-        )
+        protocol.replace(screening + "pretests.yaml]", "rulesets: [course.yaml]")
     )
     with pytest.raises(RulesetErrors) as raised:
         compile_profile(rulesets / "protocol.yaml", "screening")
@@ -224,3 +230,30 @@ def test_missing_weight_gives_no_plan_and_never_escalates(tmp_path: Path) -> Non
     assert report.status.value == "CANNOT_EVALUATE"
     for session in report.sessions:
         assert session.next.plan is None or session.next.plan.lidocaine is None
+        assert set(session.next.by_drug.values()) == {CourseAction.HOLD_DOSE}
+
+
+def test_ketamine_only_stop_is_said_per_drug(tmp_path: Path) -> None:
+    """HALT-PSY-03 stops ketamine for the course; lidocaine goes on: the header says so."""
+    patient = ROOT / "fixtures" / "patients" / "passing.yaml"
+    lines = (
+        (ROOT / DOCUMENTED)
+        .read_text()
+        .replace("../patients/passing.yaml", str(patient))
+        .splitlines(keepends=True)
+    )
+    last_halts = max(i for i, line in enumerate(lines) if line.strip() == "halts: []")
+    lines[last_halts] = "    halts: [{rule: HALT-PSY-03, times: 1, resolved: true}]\n"
+    path = tmp_path / "psy03.yaml"
+    path.write_text("".join(lines))
+    result = subprocess.run(
+        [str(CLI), "course", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "2 of 7 sessions given; ketamine discontinued for the course" in result.stdout
+    assert "lidocaine HOLD_DOSE, ketamine DISCONTINUE_COURSE" in _row(result.stdout, 2)
