@@ -950,8 +950,10 @@ class CourseRunner:
             if f.kind == "rule" and (f.action is not None or f.outcome != Outcome.INFO)
         )
         plan, notes = self._next_plan(facts, session, lido, ket, by_drug, cuts, lido_conc, ket_conc)
-        if plan is not None:
-            status = max(status, plan.outcome, key=lambda o: o.severity)
+        for outcome in [plan.outcome] if plan is not None else []:
+            status = max(status, outcome, key=lambda o: o.severity)
+        for note in notes:
+            status = max(status, note.outcome, key=lambda o: o.severity)
         if status == Outcome.ELIGIBLE:
             status = Outcome.INFO
         return NextDecision(
@@ -1019,6 +1021,19 @@ class CourseRunner:
             )
             mg_per_kg = spec.max_mg_per_kg.d
         ket_mg = self._next_ketamine(ket, number, by_drug["ketamine"], cuts, facts, notes)
+        actual = _dec(facts.demographics.weight_kg)
+        if actual is not None and ket_mg > 0:
+            low, _ = _ketamine_limits(actual, table)
+            if ket_mg < low:
+                notes.append(
+                    Note(
+                        table.ketamine.rule,
+                        Outcome.NEEDS_REVIEW,
+                        f"ketamine {fmt(ket_mg)} mg is under {fmt(table.ketamine.min_mg_per_kg.d)} "
+                        f"mg/kg of {fmt(actual)} kg ({fmt(low)} mg): review the dose",
+                        "range",
+                    )
+                )
         plan = plan_session(
             facts,
             number,

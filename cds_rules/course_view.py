@@ -5,7 +5,7 @@ Text only (``rich``); the picture is ``course_chart.py``.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from rich.console import Console
 from rich.markup import escape
@@ -113,10 +113,16 @@ def _plan_line(plan: DosePlan) -> str:
     parts = []
     if plan.lidocaine is not None:
         lido = plan.lidocaine
-        parts.append(
-            f"lidocaine {fmt(lido.mg_per_kg)} mg/kg = {fmt(lido.mg)} mg = {fmt(lido.ml)} mL"
-            + (" (capped)" if lido.capped else "")
-        )
+        if lido.capped:
+            effective = (lido.mg / lido.weight_kg).quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+            parts.append(
+                f"lidocaine {fmt(lido.mg)} mg = {fmt(lido.ml)} mL: the {fmt(lido.mg_per_kg)} "
+                f"mg/kg step is over the cap, so {fmt(effective)} mg/kg"
+            )
+        else:
+            parts.append(
+                f"lidocaine {fmt(lido.mg_per_kg)} mg/kg = {fmt(lido.mg)} mg = {fmt(lido.ml)} mL"
+            )
     if plan.ketamine is not None:
         ket = plan.ketamine
         parts.append(f"ketamine {fmt(ket.mg)} mg ({fmt(ket.mg_per_kg)} mg/kg) = {fmt(ket.ml)} mL")
@@ -315,7 +321,8 @@ def _print_response(report: CourseReport, console: Console) -> None:
         console.print(
             "  [bold magenta]futility (RESP-06) cannot be decided[/] after session "
             + ", ".join(map(str, undecided))
-            + ": VNRS not recorded"
+            + ": VNRS after the session not recorded (or a baseline of 0, from which no "
+            "percent change can be computed)"
         )
     checked = [n for n in passed if n >= 4]
     if checked and not futile:

@@ -257,3 +257,42 @@ def test_ketamine_only_stop_is_said_per_drug(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stdout + result.stderr
     assert "2 of 7 sessions given; ketamine discontinued for the course" in result.stdout
     assert "lidocaine HOLD_DOSE, ketamine DISCONTINUE_COURSE" in _row(result.stdout, 2)
+
+
+def test_heavy_patient_capped_lidocaine_and_low_ketamine_start(tmp_path: Path) -> None:
+    """110 kg, 200 cm man: 4.75 mg/kg would be 522.5 mg, so the plan is the 500 mg cap, said in
+    mg/kg too; ketamine's 10 mg start is under 0.1 mg/kg (11 mg) and needs review."""
+    patient = (ROOT / "fixtures/patients/passing.yaml").read_text()
+    for old, new in (
+        ("weight_kg: 68", "weight_kg: 110"),
+        ("height_cm: 165", "height_cm: 200"),
+        ("sex: female", "sex: male"),
+    ):
+        assert old in patient
+        patient = patient.replace(old, new)
+    (tmp_path / "patient.yaml").write_text(patient)
+    course = (
+        (ROOT / DOCUMENTED)
+        .read_text()
+        .replace("../patients/passing.yaml", "patient.yaml")
+        .replace("{mg_per_kg: 3.5, mg: 238, ml: 11.9}", "{mg_per_kg: 4.5}")
+        .replace("{mg_per_kg: 3.75, mg: 255, ml: 12.75}", "{mg_per_kg: 4.5}")
+    )
+    (tmp_path / "course.yaml").write_text(course)
+    result = subprocess.run(
+        [str(CLI), "course", str(tmp_path / "course.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert (
+        "next session 2: lidocaine 500 mg = 25 mL: the 4.75 mg/kg step is over the cap, so "
+        "4.54 mg/kg; ketamine 10 mg (0.091 mg/kg) = 1 mL" in result.stdout
+    )
+    assert (
+        "DOSE-KET-01 ketamine 10 mg is under 0.1 mg/kg of 110 kg (11 mg): review the dose"
+        in result.stdout
+    )
