@@ -17,7 +17,6 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -728,7 +727,7 @@ def course(
     4 CANNOT_EVALUATE (data missing for a decision), 5 a session stopped the course
     (DISCONTINUE_COURSE); 2 bad input, 6 ruleset errors, 7 engine failure.
     """
-    from .course import CourseRunner, load_course
+    from .course import CourseRunner, load_course, response_thresholds
 
     try:
         loaded = load_course(course_file)
@@ -755,7 +754,7 @@ def course(
         from .course_chart import draw_course
 
         try:
-            draw_course(report, dosing, chart, response_lines=_response_lines(protocol_path))
+            draw_course(report, dosing, chart, response_lines=response_thresholds(runner.profile))
         except InputError as error:
             _fail(error, EXIT_INPUT_ERROR, as_json)
         except OSError as error:
@@ -779,13 +778,6 @@ def course(
             if chart is not None:
                 console.print(f"chart: {escape(str(chart))}")
     raise typer.Exit(EXIT_CODES.get(report.status, 0))
-
-
-def _response_lines(protocol_path: Path) -> list[tuple[str, Decimal]]:
-    """The IMMPACT thresholds of the course rules, for the chart's reference lines."""
-    from .course import response_thresholds
-
-    return response_thresholds(compile_profile(protocol_path, "course"))
 
 
 def _is_dosing_table(path: Path) -> bool:

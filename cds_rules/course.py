@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -40,6 +40,8 @@ from .dosing import (
     DosingTable,
     DosingWeight,
     Note,
+    _dec,
+    _JsonResult,
     _ketamine_limits,
     _round,
     check_order,
@@ -60,6 +62,7 @@ from .records import (
     Pgic,
     Record,
     ResponseRecord,
+    documented,
 )
 from .spec import CourseAction, Outcome
 from .yamlio import Positions, json_path, load_yaml_text, read_utf8
@@ -75,6 +78,7 @@ __all__ = [
     "load_course",
     "parse_course",
     "response_thresholds",
+    "status_label",
 ]
 
 Drug = Literal["lidocaine", "ketamine"]
@@ -460,7 +464,7 @@ class FollowUpReport:
 
 
 @dataclass(frozen=True)
-class CourseReport:
+class CourseReport(_JsonResult):
     course: str
     file: str
     patient_file: str | None
@@ -481,40 +485,16 @@ class CourseReport:
     def last(self) -> SessionReport:
         return self.sessions[-1]
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = _jsonable(asdict(self))
-        return data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, Outcome | CourseAction):
-        return value.value
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return _jsonable(asdict(value))
-    return value
+def status_label(outcome: Outcome) -> str:
+    """``OK`` for nothing to review, else the outcome's name."""
+    return "OK" if outcome in (Outcome.INFO, Outcome.ELIGIBLE) else outcome.value
 
 
 # ---------------------------------------------------------------------------------------------
 # Arithmetic and records
 
 _HUNDRED = Decimal(100)
-
-
-def _dec(value: float | None) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
 
 
 def _floor(value: Decimal, places: str) -> Decimal:
@@ -612,35 +592,32 @@ class CourseRunner:
             ),
             response,
         ]
-        if session.adverse_events is None:
-            records.append(AdverseEventRecord(placeholder=True))
-        else:
-            records.extend(
-                AdverseEventRecord(
-                    term=event.term,
-                    category=event.category,
-                    grade=event.grade,
-                    last_tier=event.last_tier,
-                    attributable=event.attributable,
-                )
-                for event in session.adverse_events
-            )
-        if session.halts is None:
-            records.append(HaltRecord(placeholder=True))
-        else:
-            records.extend(
-                HaltRecord(
-                    rule=halt.rule,
-                    times=halt.times,
-                    resolved=halt.resolved,
-                    rapid_recovery=halt.rapid_recovery,
-                )
-                for halt in session.halts
-            )
-        if session.course_events is None:
-            records.append(CourseEventRecord(placeholder=True))
-        else:
-            records.extend(CourseEventRecord(event=event) for event in session.course_events)
+        records += documented(
+            AdverseEventRecord,
+            session.adverse_events,
+            lambda event: AdverseEventRecord(
+                term=event.term,
+                category=event.category,
+                grade=event.grade,
+                last_tier=event.last_tier,
+                attributable=event.attributable,
+            ),
+        )
+        records += documented(
+            HaltRecord,
+            session.halts,
+            lambda halt: HaltRecord(
+                rule=halt.rule,
+                times=halt.times,
+                resolved=halt.resolved,
+                rapid_recovery=halt.rapid_recovery,
+            ),
+        )
+        records += documented(
+            CourseEventRecord,
+            session.course_events,
+            lambda event: CourseEventRecord(event=event),
+        )
         return records
 
     # -- the whole course ------------------------------------------------------------------

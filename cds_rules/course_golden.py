@@ -18,12 +18,21 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from .course import CourseReport, CourseRunner, SessionReport, parse_course
+from .course import CourseReport, CourseRunner, SessionReport, parse_course, status_label
 from .dosing import load_dosing_table
 from .errors import CdsRulesError
-from .golden import DOSE_TABLE, CoverageGap, _CaseModel, _validation_details, merge
+from .golden import (
+    DOSE_TABLE,
+    CoverageGap,
+    _CaseModel,
+    _fragment_problems,
+    _number_problems,
+    _validation_details,
+    merge,
+    rule_gaps,
+)
 from .protocol import compile_profile, load_protocol
-from .spec import CourseAction, Outcome
+from .spec import CourseAction
 from .yamlio import load_yaml_text
 
 __all__ = [
@@ -207,18 +216,6 @@ def evaluate_course_case(
     return runner.run(loaded)
 
 
-def _status(outcome: Outcome) -> str:
-    return "OK" if outcome in (Outcome.INFO, Outcome.ELIGIBLE) else outcome.value
-
-
-def _number(label: str, actual: Decimal | None, expected: float | None) -> list[str]:
-    if expected is None:
-        return []
-    if actual is None or actual != Decimal(str(expected)):
-        return [f"{label} is {actual}, expected {expected}"]
-    return []
-
-
 def _session(report: CourseReport, number: int) -> SessionReport | None:
     return next((s for s in report.sessions if s.number == number), None)
 
@@ -237,8 +234,8 @@ def course_problems(expected: CourseExpected, report: CourseReport) -> list[str]
             problems.append(
                 f"{drug} next is {decision.by_drug[drug].value}, expected {action.value}"
             )
-    if expected.status is not None and _status(decision.status) != expected.status:
-        problems.append(f"status is {_status(decision.status)}, expected {expected.status}")
+    if expected.status is not None and status_label(decision.status) != expected.status:
+        problems.append(f"status is {status_label(decision.status)}, expected {expected.status}")
     if (
         expected.escalation_ready is not None
         and decision.escalation_ready != expected.escalation_ready
@@ -272,16 +269,16 @@ def course_problems(expected: CourseExpected, report: CourseReport) -> list[str]
         problems.append("no next session is planned")
     elif plan is not None:
         lido = plan.lidocaine
-        problems += _number(
+        problems += _number_problems(
             "next lidocaine mg/kg",
             lido.mg_per_kg if lido else None,
             expected.next_lidocaine_mg_per_kg,
         )
-        problems += _number(
+        problems += _number_problems(
             "next lidocaine mg", lido.mg if lido else None, expected.next_lidocaine_mg
         )
         ket_mg = plan.ketamine.mg if plan.ketamine else Decimal(0)
-        problems += _number("next ketamine mg", ket_mg, expected.next_ketamine_mg)
+        problems += _number_problems("next ketamine mg", ket_mg, expected.next_ketamine_mg)
     for drug, wanted in (
         ("lidocaine", expected.lidocaine_check),
         ("ketamine", expected.ketamine_check),
@@ -293,16 +290,20 @@ def course_problems(expected: CourseExpected, report: CourseReport) -> list[str]
     response = session.response
     if expected.band is not None and response.band != expected.band:
         problems.append(f"response band is {response.band!r}, expected {expected.band!r}")
-    problems += _number("VNRS decrease", response.decrease_points, expected.decrease_points)
-    problems += _number("VNRS decrease %", response.decrease_percent, expected.decrease_percent)
+    problems += _number_problems(
+        "VNRS decrease", response.decrease_points, expected.decrease_points
+    )
+    problems += _number_problems(
+        "VNRS decrease %", response.decrease_percent, expected.decrease_percent
+    )
     problems += [
         f"`{name}` is not among what to record ({', '.join(decision.to_record) or 'nothing'})"
         for name in expected.to_record
         if name not in decision.to_record
     ]
-    if expected.course_status is not None and _status(report.status) != expected.course_status:
+    if expected.course_status is not None and status_label(report.status) != expected.course_status:
         problems.append(
-            f"course status is {_status(report.status)}, expected {expected.course_status}"
+            f"course status is {status_label(report.status)}, expected {expected.course_status}"
         )
     problems += [
         f"no deviation contains {fragment!r}"
@@ -312,11 +313,7 @@ def course_problems(expected: CourseExpected, report: CourseReport) -> list[str]
     if expected.no_deviations and report.deviations:
         problems.append(f"deviations found: {list(report.deviations)}")
     messages = [(f.rule_id, f.message) for f in session.evaluation.findings]
-    for rule, fragment in expected.message_contains.items():
-        own = [m for r, m in messages if r == rule]
-        if not any(fragment in m for m in own):
-            problems.append(f"no {rule} finding contains {fragment!r} (findings: {own or 'none'})")
-    return problems
+    return problems + _fragment_problems(expected.message_contains, messages, "finding", "findings")
 
 
 def describe_course(report: CourseReport, number: int) -> str:
@@ -327,7 +324,7 @@ def describe_course(report: CourseReport, number: int) -> str:
     lines = [
         f"  session {number}: next {decision.action.value} "
         f"({', '.join(f'{d} {a.value}' for d, a in decision.by_drug.items())}), "
-        f"status {_status(decision.status)}, ESC-01 {decision.escalation_ready}, "
+        f"status {status_label(decision.status)}, ESC-01 {decision.escalation_ready}, "
         f"escalation {session.escalation.verdict}",
         f"  fired: {', '.join(r.rule_id for r in session.evaluation.fired) or 'none'}",
         f"  undecided: {', '.join(m.rule_id for m in session.evaluation.missing) or 'none'}",
@@ -346,20 +343,13 @@ def course_coverage_gaps(cases: Iterable[CourseCase], rulesets: Path) -> list[Co
     """Rules of the course rulesets that no case fires, or that no case shows not firing."""
     from .api import evaluator_for
 
-    fired: set[str] = set()
-    not_fired: set[str] = set()
-    for case in cases:
-        fired.update(case.expected.fired)
-        not_fired.update(case.expected.not_fired)
-    gaps = []
-    for name in course_rulesets(rulesets):
-        compiled = evaluator_for(rulesets / name, engine="reference").compiled
-        for rule in compiled.rules:
-            sides = tuple(
-                side
-                for side, seen in (("fired", fired), ("not_fired", not_fired))
-                if rule.id not in seen
-            )
-            if sides:
-                gaps.append(CoverageGap(Path(name).stem, rule.id, sides))
-    return gaps
+    expected = [case.expected for case in cases]
+    return [
+        gap
+        for name in course_rulesets(rulesets)
+        for gap in rule_gaps(
+            Path(name).stem,
+            [r.id for r in evaluator_for(rulesets / name, engine="reference").compiled.rules],
+            expected,
+        )
+    ]

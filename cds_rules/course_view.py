@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .course import CourseReport, DrugDay, SessionReport
+from .course import CourseReport, DrugDay, SessionReport, status_label
 from .dosing import DosePlan, DosingTable, fmt
 from .spec import CourseAction, Outcome
 
@@ -39,11 +39,6 @@ _ESCALATION_STYLE = {
     "not allowed": "bold red",
     "not shown": "yellow",
 }
-
-
-def status_label(outcome: Outcome) -> str:
-    """``OK`` for a course with nothing to review, else the outcome's name."""
-    return "OK" if outcome in (Outcome.INFO, Outcome.ELIGIBLE) else outcome.value
 
 
 def _n(value: Decimal | None, missing: str = "-") -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -280,10 +282,16 @@ class DoseCheck(_JsonResult):
 
 
 def _jsonable(value: Any) -> Any:
+    """``asdict`` output made JSON-ready: decimals as numbers, enums as their values, nested
+    models and times as JSON."""
     if isinstance(value, Decimal):
         return float(value)
-    if isinstance(value, Outcome):
+    if isinstance(value, Enum):
         return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, dict):
         return {key: _jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

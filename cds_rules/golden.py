@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -613,17 +613,31 @@ def dose_rules(rulesets: Path) -> tuple[str, ...]:
     )
 
 
-def dose_coverage_gaps(cases: Iterable[DoseCase], rulesets: Path) -> list[CoverageGap]:
+class _FiredAndNot(Protocol):
+    @property
+    def fired(self) -> tuple[str, ...]: ...
+    @property
+    def not_fired(self) -> tuple[str, ...]: ...
+
+
+def rule_gaps(
+    ruleset: str, rules: Iterable[str], expected: Iterable[_FiredAndNot]
+) -> list[CoverageGap]:
+    """Each rule that no expectation lists as fired, or none as not fired."""
     fired: set[str] = set()
     not_fired: set[str] = set()
-    for case in cases:
-        fired.update(case.expected.fired)
-        not_fired.update(case.expected.not_fired)
+    for item in expected:
+        fired.update(item.fired)
+        not_fired.update(item.not_fired)
     gaps = []
-    for rule in dose_rules(rulesets):
+    for rule in rules:
         sides = tuple(
             side for side, seen in (("fired", fired), ("not_fired", not_fired)) if rule not in seen
         )
         if sides:
-            gaps.append(CoverageGap(ruleset="dosing", rule=rule, missing=sides))
+            gaps.append(CoverageGap(ruleset=ruleset, rule=rule, missing=sides))
     return gaps
+
+
+def dose_coverage_gaps(cases: Iterable[DoseCase], rulesets: Path) -> list[CoverageGap]:
+    return rule_gaps("dosing", dose_rules(rulesets), (case.expected for case in cases))

@@ -30,6 +30,7 @@ from .records import (
     SessionRecord,
     TherapyRecord,
     TrialRecord,
+    documented,
 )
 from .scoring import (
     generalized_pain_regions,
@@ -52,32 +53,28 @@ def to_records(facts: PatientFacts, terminology: Terminology | None = None) -> t
     records: list[Record] = [_patient_record(facts), _acr_record(facts.fibromyalgia)]
     records.append(_labs_record(facts))
     records.append(_ecg_record(facts))
-    if facts.prior_trials is None:
-        records.append(TrialRecord(placeholder=True))
-    else:
-        records.extend(
-            TrialRecord(
-                drug=trial.drug,
-                dose_mg_per_day=trial.dose_mg_per_day,
-                duration_weeks=trial.duration_weeks,
-                stop_reason=trial.stop_reason,
-                response=trial.response,
-            )
-            for trial in facts.prior_trials
-        )
-    if facts.nonpharmacological_therapies is None:
-        records.append(TherapyRecord(placeholder=True))
-    else:
-        records.extend(
-            TherapyRecord(
-                therapy=therapy.therapy,
-                supervised=therapy.supervised,
-                duration_weeks=therapy.duration_weeks,
-                sessions_per_week=therapy.sessions_per_week,
-                sessions=therapy.sessions,
-            )
-            for therapy in facts.nonpharmacological_therapies
-        )
+    records += documented(
+        TrialRecord,
+        facts.prior_trials,
+        lambda trial: TrialRecord(
+            drug=trial.drug,
+            dose_mg_per_day=trial.dose_mg_per_day,
+            duration_weeks=trial.duration_weeks,
+            stop_reason=trial.stop_reason,
+            response=trial.response,
+        ),
+    )
+    records += documented(
+        TherapyRecord,
+        facts.nonpharmacological_therapies,
+        lambda therapy: TherapyRecord(
+            therapy=therapy.therapy,
+            supervised=therapy.supervised,
+            duration_weeks=therapy.duration_weeks,
+            sessions_per_week=therapy.sessions_per_week,
+            sessions=therapy.sessions,
+        ),
+    )
     records.extend(_condition_records(facts, terminology))
     records.extend(_allergy_records(facts, terminology))
     records.extend(_medication_records(facts, terminology))

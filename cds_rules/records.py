@@ -15,7 +15,8 @@ rules compare against the bounds with three-valued logic.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -38,6 +39,7 @@ __all__ = [
     "SessionRecord",
     "TherapyRecord",
     "TrialRecord",
+    "documented",
 ]
 
 
@@ -457,6 +459,20 @@ class ResponseRecord(Record):
     pgic: Pgic | None = None
     #: Decrease of BPI pain interference (0-10) from the baseline.
     bpi_interference_decrease: float | None = None
+
+
+_R = TypeVar("_R", bound=Record)
+_Item = TypeVar("_Item")
+
+
+def documented(
+    kind: type[_R], items: Iterable[_Item] | None, build: Callable[[_Item], _R]
+) -> list[_R]:
+    """One record per item of a documented list (``[]``: none); for a list that was not
+    documented (``None``), one placeholder record, so rules over it are UNKNOWN."""
+    if items is None:
+        return [kind(placeholder=True)]
+    return [build(item) for item in items]
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
