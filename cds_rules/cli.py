@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -42,6 +42,8 @@ from .errors import CdsRulesError, EngineError, InputError, Location, RulesetErr
 from .evaluation import Evaluation, Finding, MissingData
 from .facts import PatientFacts, load_patient
 from .loader import load_rulesets
+from .monitor_events import MonitoringTable, load_monitoring_table
+from .monitor_view import action_lines, summary_lines
 from .protocol import Assessment, assessor_for, compile_profile, load_protocol
 from .spec import Outcome
 
@@ -780,6 +782,207 @@ def course(
     raise typer.Exit(EXIT_CODES.get(report.status, 0))
 
 
+MONITOR_EXIT_CODES = {"CONTINUE": 0, "SLOW": 3, "PAUSE": 3, "STOP": 5}
+
+
+def _monitoring_table(path: Path | None, as_json: bool) -> MonitoringTable:
+    table_path = path or default_rulesets_dir() / "monitoring.yaml"
+    try:
+        return load_monitoring_table(table_path)
+    except (RulesetError, OSError) as error:
+        _ruleset_failure(table_path, error, as_json)
+
+
+def _emit(lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+
+
+@app.command()
+def monitor(
+    session_file: Annotated[
+        str,
+        typer.Argument(
+            help="Session events as JSON lines, or `-` to read them from standard input as "
+            "they arrive (e.g. behind `tail -f`)."
+        ),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per event (the actions).")
+    ] = False,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help="After the last event, evaluate the session at this time (ISO 8601 with an "
+            "offset), e.g. for overdue vitals."
+        ),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Keep the session's events in this directory (one file per session)."),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="Resume this stored session (with --store): replay its events, then go on "
+            "with the input."
+        ),
+    ] = None,
+    summary: Annotated[
+        Path | None,
+        typer.Option(help="Write the session summary, as a course file's session, to this file."),
+    ] = None,
+    protocol: Annotated[
+        Path | None, typer.Option(help="Protocol file (default: rulesets/protocol.yaml).")
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(help="Monitoring table (default: rulesets/monitoring.yaml)."),
+    ] = None,
+    cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
+    engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+) -> None:
+    """During the infusion: at each event, whether each drug continues, slows, pauses or
+    stops (HALT-*, MON-LID), with the alerts, their instructions and triggering events, what
+    a pause awaits, and the observation required after the session (POST-01..04).
+
+    A file is replayed and its timeline printed; `-` reads events as they arrive and prints
+    the state of each drug after every event. Exit codes: 0 every drug continued, 3 a drug
+    was slowed or paused, 5 a drug was stopped; 2 bad input (the first bad event of a file
+    stops the replay; from standard input a bad event is reported and skipped), 6 ruleset
+    errors, 7 engine failure.
+    """
+    from .monitor import FileStore, Monitor
+
+    monitoring = _monitoring_table(table, as_json)
+    protocol_path = protocol or default_rulesets_dir() / DEFAULT_PROTOCOL
+    try:
+        profile = compile_profile(protocol_path, "monitor")
+    except (RulesetError, OSError) as error:
+        _ruleset_failure(protocol_path, error, as_json)
+    if resume is not None and store is None:
+        _fail(
+            InputError("missing_option", "--resume needs --store", Location(path="--resume")),
+            EXIT_INPUT_ERROR,
+            as_json,
+        )
+    options: dict[str, Any] = {"engine": engine.value, "cross_check": cross_check}
+    session_store = FileStore(store) if store is not None else None
+    live = session_file == "-"
+    previous = None
+    worst = 0
+    bad_input = False
+
+    def show(actions: Any) -> None:
+        nonlocal previous, worst
+        for state in actions.drugs.values():
+            worst = max(worst, MONITOR_EXIT_CODES.get(state.action, 0))
+        if as_json:
+            _emit([actions.to_json()])
+        else:
+            _emit(action_lines(actions, previous=previous, always=live))
+        previous = actions
+
+    try:
+        if resume is not None:
+            assert session_store is not None
+            watcher, replayed = Monitor.resume(
+                profile, monitoring, session_store, resume, **options
+            )
+            if not replayed:
+                _fail(
+                    InputError(
+                        "unknown_session",
+                        f"no stored events for session `{resume}` in {store}",
+                        Location(path="--resume"),
+                    ),
+                    EXIT_INPUT_ERROR,
+                    as_json,
+                )
+            for actions in replayed:
+                show(actions)
+        else:
+            watcher = Monitor(profile, monitoring, store=session_store, **options)
+        source = "<stdin>" if live else session_file
+        if live:
+            lines: Iterator[str] = iter(sys.stdin.readline, "")
+        else:
+            try:
+                lines = iter(Path(session_file).read_text(encoding="utf-8").splitlines())
+            except (OSError, UnicodeDecodeError) as error:
+                _fail(
+                    InputError(
+                        "unreadable_file",
+                        f"cannot read `{session_file}`: "
+                        f"{getattr(error, 'strerror', None) or error}",
+                        Location(file=session_file),
+                    ),
+                    EXIT_INPUT_ERROR,
+                    as_json,
+                )
+        with _reader_may_stop_early():
+            for number, text in enumerate(lines, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    actions = watcher.observe(text, source=source, line=number)
+                except InputError as error:
+                    if not live:
+                        _fail(error, EXIT_INPUT_ERROR, as_json)
+                    bad_input = True
+                    for item in getattr(error, "errors", None) or [error]:
+                        print(f"error {item}", file=sys.stderr, flush=True)
+                    continue
+                show(actions)
+            if now is not None and watcher.session is not None and not watcher.ended:
+                try:
+                    actions = watcher.observe(
+                        {"type": "now", "at": now}, source="--now", store=False
+                    )
+                except InputError as error:
+                    _fail(error, EXIT_INPUT_ERROR, as_json)
+                show(actions)
+            if watcher.session is None:
+                _fail(
+                    InputError("no_events", "no session events were read", Location(file=source)),
+                    EXIT_INPUT_ERROR,
+                    as_json,
+                )
+            report = watcher.summary()
+            if not as_json:
+                _emit(summary_lines(report))
+    except EngineError as error:
+        _fail(error, EXIT_ENGINE_ERROR, as_json)
+    if summary is not None:
+        import yaml
+
+        try:
+            summary.write_text(
+                yaml.safe_dump([report.course_session()], sort_keys=False, allow_unicode=True),
+                encoding="utf-8",
+            )
+        except OSError as error:
+            _fail(
+                InputError(
+                    "unwritable_file",
+                    f"cannot write `{summary}`: {(error.strerror or str(error)).lower()}",
+                    Location(path="--summary"),
+                ),
+                EXIT_INPUT_ERROR,
+                as_json,
+            )
+    raise typer.Exit(EXIT_INPUT_ERROR if bad_input else worst)
+
+
+def _is_table(path: Path, name: str) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(rf"^table:\s*{name}\s*$", text, flags=re.MULTILINE) is not None
+
+
 def _is_dosing_table(path: Path) -> bool:
     try:
         text = path.read_text(encoding="utf-8")
@@ -871,6 +1074,23 @@ def check(
                 }
             )
     for table_file in (f for f in files if _kind_of_file(f) == "table"):
+        if _is_table(table_file, "monitoring"):
+            try:
+                monitoring = load_monitoring_table(table_file)
+            except RulesetError as error:
+                errors.extend(getattr(error, "errors", [error]))
+                continue
+            rows.append(
+                {
+                    "file": str(table_file),
+                    "id": monitoring.table,
+                    "version": monitoring.version,
+                    "content_hash": "sha256:" + hashlib.sha256(table_file.read_bytes()).hexdigest(),
+                    "rules": len(monitoring.signs),
+                    "unit": "signs",
+                }
+            )
+            continue
         if not _is_dosing_table(table_file):
             continue  # terminology tables are checked through the protocol that names them
         try:

@@ -862,6 +862,36 @@ class _RuleCompiler:
                     f"only DEESCALATE changes a dose; {action.next} cannot have `{amounts[0]}`",
                     ("then", "finding", "action", amounts[0]),
                 )
+        intra = finding.intra
+        if intra is not None:
+            where = ("then", "finding", "intra")
+            if action is not None:
+                self.error(
+                    "invalid_action",
+                    "a finding acts either now (`intra`) or on the next session (`action`)",
+                    where,
+                )
+            if intra.action == "PAUSE" and intra.resume is None:
+                self.error(
+                    "invalid_action",
+                    "a PAUSE says what lifts it",
+                    where,
+                    'add `resume:` (e.g. "SBP under 160 and rise at most 20%")',
+                )
+            if intra.action != "PAUSE" and (
+                intra.resume is not None or intra.resume_rate_percent is not None
+            ):
+                self.error(
+                    "invalid_action",
+                    f"only a PAUSE resumes; {intra.action} cannot have `resume`",
+                    where,
+                )
+            if (intra.observe_rule is None) != (intra.observe_minutes is None):
+                self.error(
+                    "invalid_action",
+                    "an observation time names its rule (`observe_rule`) and its minutes",
+                    where,
+                )
 
 
 def _missing_floor(outcome: Outcome | None) -> Outcome:

@@ -68,7 +68,7 @@ class PathwaySpec(_Spec):
 
 class ProfileSpec(_Spec):
     title: str
-    kind: Literal["screening", "gate", "course"]
+    kind: Literal["screening", "gate", "course", "monitor"]
     rulesets: list[str] = Field(min_length=1)
 
 
@@ -92,7 +92,7 @@ class CompiledProfile:
     """A profile ready to evaluate: its rulesets compiled against the terminology."""
 
     name: str
-    kind: Literal["screening", "gate", "course"]
+    kind: Literal["screening", "gate", "course", "monitor"]
     title: str
     protocol: RulesetRef
     drugs: dict[str, str]
@@ -186,6 +186,18 @@ def compile_profile(protocol_file: Path | str, profile: str) -> CompiledProfile:
                     )
                 )
             seen_ids[rule.id] = name
+        if spec.profiles[profile].kind != "monitor":
+            errors.extend(
+                RulesetError(
+                    "action_outside_monitor",
+                    f"rule `{rule.id}` has an intra-session `intra` action, but profile "
+                    f"`{profile}` is a {spec.profiles[profile].kind} profile",
+                    rule.location,
+                    "intra-session actions belong to the rulesets of a `kind: monitor` profile",
+                )
+                for rule in ruleset.rules
+                if rule.finding is not None and rule.finding.intra is not None
+            )
         if spec.profiles[profile].kind != "course":
             errors.extend(
                 RulesetError(
@@ -279,7 +291,7 @@ class Assessment:
 
     __pydantic_config__: ClassVar[ConfigDict] = _STRICT
     profile: str
-    kind: Literal["screening", "gate", "course"]
+    kind: Literal["screening", "gate", "course", "monitor"]
     protocol: RulesetRef
     as_of: datetime
     engine: str

@@ -28,17 +28,22 @@ __all__ = [
     "ConditionRecord",
     "CourseEventRecord",
     "CourseSessionRecord",
+    "EcgChangeRecord",
     "EcgRecord",
     "HaltRecord",
     "LabsRecord",
     "MedicationRecord",
     "PatientRecord",
+    "PauseRecord",
     "Record",
     "ResponseRecord",
     "Score",
+    "SedationRecord",
     "SessionRecord",
+    "SignRecord",
     "TherapyRecord",
     "TrialRecord",
+    "VitalsRecord",
     "documented",
 ]
 
@@ -461,6 +466,117 @@ class ResponseRecord(Record):
     bpi_interference_decrease: float | None = None
 
 
+# ---------------------------------------------------------------------------------------------
+# During the infusion (``monitor.py``): what the halt rules see at each event. Each is built
+# afresh from the session's events up to the event being evaluated; times are from the events.
+
+
+class VitalsRecord(Record):
+    """The latest vital signs of the session, against the session's baseline."""
+
+    fact_type: ClassVar[str] = "vitals"
+    absent: ClassVar[str] = "no vital signs recorded"
+
+    sbp: float | None = None
+    dbp: float | None = None
+    hr: float | None = None
+    spo2: float | None = None
+    rr: float | None = None
+    #: Percent change of the latest SBP from the baseline SBP: rise and fall (0 if none).
+    sbp_rise_percent: float | None = None
+    sbp_fall_percent: float | None = None
+    #: Seconds the current run of readings has stayed past the monitoring table's run
+    #: threshold (``runs`` in monitoring.yaml), from its first reading to its latest; 0 when
+    #: the latest reading is not past it.
+    spo2_low_seconds: float | None = None
+    hr_high_seconds: float | None = None
+    #: Minutes from the latest reading of each to now (the event being evaluated).
+    minutes_since_bp: float | None = None
+    minutes_since_spo2: float | None = None
+    minutes_since_hr: float | None = None
+    minutes_since_rr: float | None = None
+    minutes_since_sedation: float | None = None
+    #: Minutes from the latest symptom check (a ``symptoms`` event, empty or not) to now.
+    minutes_since_symptom_check: float | None = None
+    #: Any sign or symptom present now (from the latest symptom check).
+    symptomatic: bool | None = None
+    #: The session is running: started and not yet ended.
+    running: bool | None = None
+
+
+class SedationRecord(Record):
+    """The latest sedation score of the session."""
+
+    fact_type: ClassVar[str] = "sedation"
+    absent: ClassVar[str] = "no sedation score recorded"
+
+    scale: Literal["poss", "rass"] | None = None
+    score: float | None = None
+
+
+class SignRecord(Record):
+    """A sign or symptom present now (from the latest symptom check), from the sign table."""
+
+    fact_type: ClassVar[str] = "sign"
+    absent: ClassVar[str] = "no symptom check recorded"
+
+    name: str | None = None
+    category: (
+        Literal[
+            "last_sign",
+            "psychomimetic",
+            "nausea",
+            "vomiting",
+            "allergic",
+            "hypertensive",
+            "other",
+        ]
+        | None
+    ) = None
+    #: LAST tier (0: not a sign of local anaesthetic toxicity).
+    last_tier: float | None = None
+    #: CTCAE grade where the report gives one (psychomimetic effects always).
+    grade: float | None = None
+    #: Minutes since the sign was first reported present in its current run.
+    minutes_present: float | None = None
+
+
+class EcgChangeRecord(Record):
+    """An ECG change reported during the session (changes are not withdrawn)."""
+
+    fact_type: ClassVar[str] = "ecg_change"
+    absent: ClassVar[str] = "no ECG change reported"
+
+    finding: (
+        Literal[
+            "new_av_block",
+            "ventricular_ectopy_run",
+            "vt_vf",
+            "new_af",
+            "qrs_measured",
+            "other",
+        ]
+        | None
+    ) = None
+    qrs_ms: float | None = None
+    baseline_qrs_ms: float | None = None
+    #: Percent widening of the QRS from the baseline (unknown without both).
+    qrs_widening_percent: float | None = None
+
+
+class PauseRecord(Record):
+    """A pause a halt rule has imposed on a drug this session: active, or lifted."""
+
+    fact_type: ClassVar[str] = "pause"
+    absent: ClassVar[str] = "no pause"
+
+    rule: str | None = None
+    drug: Literal["lidocaine", "ketamine"] | None = None
+    active: bool | None = None
+    #: Minutes from the start of the pause to now.
+    minutes: float | None = None
+
+
 _R = TypeVar("_R", bound=Record)
 _Item = TypeVar("_Item")
 
@@ -493,5 +609,10 @@ RECORD_TYPES: dict[str, type[Record]] = {
         HaltRecord,
         CourseEventRecord,
         ResponseRecord,
+        VitalsRecord,
+        SedationRecord,
+        SignRecord,
+        EcgChangeRecord,
+        PauseRecord,
     )
 }

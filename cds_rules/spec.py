@@ -39,6 +39,8 @@ __all__ = [
     "DerivedFactSpec",
     "Evidence",
     "FindingSpec",
+    "IntraAction",
+    "IntraSpec",
     "LeafSpec",
     "Outcome",
     "ReferenceSpec",
@@ -196,6 +198,56 @@ class ActionSpec(_Spec):
         return CourseAction(self.next)
 
 
+class IntraAction(str, Enum):
+    """What a drug does now, during the infusion. ``rank`` orders them: the most restrictive
+    wins, and STOP is final for the session."""
+
+    CONTINUE = "CONTINUE"
+    SLOW = "SLOW"
+    PAUSE = "PAUSE"
+    STOP = "STOP"
+
+    @property
+    def rank(self) -> int:
+        return _INTRA_RANK[self]
+
+
+_INTRA_RANK = {
+    IntraAction.CONTINUE: 0,
+    IntraAction.SLOW: 1,
+    IntraAction.PAUSE: 2,
+    IntraAction.STOP: 3,
+}
+
+
+class IntraSpec(_Spec):
+    """The intra-session action of a halt finding (monitor rulesets only).
+
+    The rule's condition is written so that it holds for as long as the drug must stay paused:
+    a PAUSE lifts at the first evaluation where the rule no longer holds, and ``resume`` says
+    in words what that awaits. ``resume_rate_percent``: the drug restarts at this percent of
+    its rate (SLOW) for the rest of the session. A STOP is final for the session.
+    """
+
+    action: Literal["CONTINUE", "SLOW", "PAUSE", "STOP"]
+    #: PAUSE only: what lifts the pause, for the bedside team.
+    resume: str | None = Field(default=None, min_length=1)
+    resume_rate_percent: float | None = Field(default=None, gt=0, lt=100)
+    #: What to do, in order (from the reference).
+    instructions: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    #: Minutes of observation required after the session once this rule has fired (POST-*).
+    observe_minutes: float | None = Field(default=None, gt=0)
+    observe_rule: str | None = Field(default=None, pattern=RULE_ID_PATTERN)
+    #: Show the lipid emulsion 20% doses for the session's weight (monitoring.yaml).
+    lipid_rescue: bool = False
+    #: What the finding means for the course (reported in the session summary).
+    course: Literal["HOLD_DOSE", "DEESCALATE", "DISCONTINUE_COURSE"] | None = None
+
+    @property
+    def intra(self) -> IntraAction:
+        return IntraAction(self.action)
+
+
 class FindingSpec(_Spec):
     """A finding for the clinician. ``{alias.field}`` in the message is filled from the facts."""
 
@@ -206,6 +258,8 @@ class FindingSpec(_Spec):
     subject: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
     #: Course rulesets only: what the finding does to the next session.
     action: ActionSpec | None = None
+    #: Monitor rulesets only: what each drug named by the rule does now.
+    intra: IntraSpec | None = None
 
 
 class ThenSpec(_Spec):
