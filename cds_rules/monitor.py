@@ -75,6 +75,42 @@ __all__ = [
 VITALS = ("sbp", "dbp", "hr", "spo2", "rr")
 
 
+#: What to record so that a rule's unknown field becomes known.
+_INPUTS = {
+    "sbp": "blood pressure",
+    "dbp": "blood pressure",
+    "hr": "heart rate",
+    "spo2": "SpO2",
+    "rr": "respiratory rate",
+    "sbp_rise_percent": "blood pressure (and the baseline's)",
+    "sbp_fall_percent": "blood pressure (and the baseline's)",
+    "spo2_low_seconds": "SpO2",
+    "hr_high_seconds": "heart rate",
+    "minutes_since_bp": "blood pressure",
+    "minutes_since_spo2": "SpO2",
+    "minutes_since_hr": "heart rate",
+    "minutes_since_rr": "respiratory rate",
+    "minutes_since_sedation": "sedation score",
+    "minutes_since_symptom_check": "symptom check",
+    "symptomatic": "symptom check",
+    "scale": "sedation score",
+    "score": "sedation score",
+    "baseline_qrs_ms": "baseline QRS (start: baseline.qrs_ms)",
+    "qrs_widening_percent": "baseline QRS (start: baseline.qrs_ms)",
+    "qrs_ms": "QRS",
+}
+
+
+def _needs(paths: Iterable[str]) -> tuple[str, ...]:
+    found: list[str] = []
+    for path in paths:
+        name = path.rsplit(".", 1)[-1]
+        text = _INPUTS.get(name, path)
+        if text not in found:
+            found.append(text)
+    return tuple(found)
+
+
 def event_drugs(state: _State) -> tuple[Drug, ...]:
     return state.start.planned.drugs() if state.start is not None else ()
 
@@ -170,6 +206,14 @@ class Alert:
     course: str | None = None
     #: Lipid emulsion 20% doses for the session's weight (tier-3 LAST alerts).
     lipid_rescue: tuple[str, ...] = ()
+    #: ``rule``: the rule holds. ``cannot_decide``: the rules in ``rule`` and ``also`` could not
+    #: be decided because ``needs`` is not recorded, so their drugs pause until it is.
+    kind: Literal["rule", "cannot_decide"] = "rule"
+    also: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    #: The rule began to hold after the infusion ended (observation period): it changes no
+    #: drug, but its instructions and observation time apply.
+    after_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -426,7 +470,8 @@ class Monitor:
             state.start = event
             base = event.baseline
             for vital in VITALS:
-                self._reading(vital, getattr(base, vital), at, seq)
+                if getattr(base, vital) is not None:
+                    self._reading(vital, getattr(base, vital), at, seq)
             self._sedation(base.poss, base.rass, at, seq)
             state.last_check = (at, seq)
             for drug in DRUGS:
@@ -518,64 +563,78 @@ class Monitor:
         latest = state.latest
         value = {v: latest[v][0] for v in latest}
         seq_of = {v: (latest[v][2],) for v in latest}
-        sbp = value["sbp"]
-        rise = _round(max(0.0, (sbp - base.sbp) / base.sbp * 100))
-        fall = _round(max(0.0, (base.sbp - sbp) / base.sbp * 100))
+        sbp = value.get("sbp")
+        rise = fall = None
+        if sbp is not None and base.sbp is not None:
+            rise = _round(max(0.0, (sbp - base.sbp) / base.sbp * 100))
+            fall = _round(max(0.0, (base.sbp - sbp) / base.sbp * 100))
 
-        def run_seconds(name: str) -> tuple[float, tuple[int, ...]]:
+        def run_seconds(name: str) -> tuple[float | None, tuple[int, ...]]:
             run = state.runs.get(name)
-            if run is None or run.started is None or run.latest is None:
+            if run is None:  # no reading yet: unknown
+                return None, ()
+            if run.started is None or run.latest is None:
                 return 0.0, ()
             return _round((run.latest - run.started).total_seconds()), (run.started_seq,)
 
+        def since(vital: str) -> float | None:
+            return _minutes(now, latest[vital][1]) if vital in latest else None
+
         spo2_low, spo2_from = run_seconds("spo2_low")
         hr_high, hr_from = run_seconds("hr_high")
-        assert state.sedation is not None and state.last_check is not None
+        assert state.last_check is not None
         sign_seqs = tuple(sorted(s.seen_seq for s in state.signs.values()))
         records.append(
             VitalsRecord(
                 sbp=sbp,
-                dbp=value["dbp"],
-                hr=value["hr"],
-                spo2=value["spo2"],
-                rr=value["rr"],
+                dbp=value.get("dbp"),
+                hr=value.get("hr"),
+                spo2=value.get("spo2"),
+                rr=value.get("rr"),
                 sbp_rise_percent=rise,
                 sbp_fall_percent=fall,
                 spo2_low_seconds=spo2_low,
                 hr_high_seconds=hr_high,
-                minutes_since_bp=_minutes(now, latest["sbp"][1]),
-                minutes_since_spo2=_minutes(now, latest["spo2"][1]),
-                minutes_since_hr=_minutes(now, latest["hr"][1]),
-                minutes_since_rr=_minutes(now, latest["rr"][1]),
-                minutes_since_sedation=_minutes(now, state.sedation[2]),
+                minutes_since_bp=since("sbp"),
+                minutes_since_spo2=since("spo2"),
+                minutes_since_hr=since("hr"),
+                minutes_since_rr=since("rr"),
+                minutes_since_sedation=(
+                    _minutes(now, state.sedation[2]) if state.sedation is not None else None
+                ),
                 minutes_since_symptom_check=_minutes(now, state.last_check[0]),
                 symptomatic=bool(state.signs),
                 running=state.ended is None,
             )
         )
+        none: tuple[int, ...] = ()
         origins.append(
             {
-                "sbp": seq_of["sbp"],
-                "dbp": seq_of["dbp"],
-                "hr": seq_of["hr"],
-                "spo2": seq_of["spo2"],
-                "rr": seq_of["rr"],
-                "sbp_rise_percent": (1, *seq_of["sbp"]),
-                "sbp_fall_percent": (1, *seq_of["sbp"]),
-                "spo2_low_seconds": (*spo2_from, *seq_of["spo2"]),
-                "hr_high_seconds": (*hr_from, *seq_of["hr"]),
-                "minutes_since_bp": seq_of["sbp"],
-                "minutes_since_spo2": seq_of["spo2"],
-                "minutes_since_hr": seq_of["hr"],
-                "minutes_since_rr": seq_of["rr"],
-                "minutes_since_sedation": (state.sedation[3],),
+                "sbp": seq_of.get("sbp", none),
+                "dbp": seq_of.get("dbp", none),
+                "hr": seq_of.get("hr", none),
+                "spo2": seq_of.get("spo2", none),
+                "rr": seq_of.get("rr", none),
+                "sbp_rise_percent": (1, *seq_of.get("sbp", none)),
+                "sbp_fall_percent": (1, *seq_of.get("sbp", none)),
+                "spo2_low_seconds": (*spo2_from, *seq_of.get("spo2", none)),
+                "hr_high_seconds": (*hr_from, *seq_of.get("hr", none)),
+                "minutes_since_bp": seq_of.get("sbp", none),
+                "minutes_since_spo2": seq_of.get("spo2", none),
+                "minutes_since_hr": seq_of.get("hr", none),
+                "minutes_since_rr": seq_of.get("rr", none),
+                "minutes_since_sedation": (state.sedation[3],) if state.sedation else none,
                 "minutes_since_symptom_check": (state.last_check[1],),
                 "symptomatic": sign_seqs,
             }
         )
-        scale, score, _, sed_seq = state.sedation
-        records.append(SedationRecord(scale=scale, score=score))  # type: ignore[arg-type]
-        origins.append({"scale": (sed_seq,), "score": (sed_seq,)})
+        if state.sedation is None:
+            records.append(SedationRecord(placeholder=True))
+            origins.append({})
+        else:
+            scale, score, _, sed_seq = state.sedation
+            records.append(SedationRecord(scale=scale, score=score))  # type: ignore[arg-type]
+            origins.append({"scale": (sed_seq,), "score": (sed_seq,)})
         for name in sorted(state.signs):
             sign = state.signs[name]
             spec = self.table.signs[name]
@@ -682,11 +741,12 @@ class Monitor:
                     continue
                 undecided[rule.id] = (rule, missing.paths)
 
-        # Per drug: latch stops, start and lift pauses.
+        # Per drug: latch stops, start and lift pauses (while the infusion runs).
+        running = state.ended is None
         lifted: list[str] = []
         pausing: dict[str, list[str]] = {d: [] for d in DRUGS}
         slowing: dict[str, list[tuple[float, str]]] = {d: [] for d in DRUGS}
-        for rule, _, _ in holding.values():
+        for rule, _, _ in holding.values() if running else ():
             intra = rule.finding.intra  # type: ignore[union-attr]
             assert intra is not None
             for drug in applies(rule):
@@ -700,11 +760,11 @@ class Monitor:
                         pausing[drug].append(rule.id)
                 elif intra.action == "SLOW":
                     slowing[drug].append((intra.resume_rate_percent or 50.0, rule.id))
-        for rule, _paths in undecided.values():
+        for rule, _paths in undecided.values() if running else ():
             for drug in applies(rule):
                 if rule.id not in pausing[drug]:
                     pausing[drug].append(rule.id)
-        for (rule_id, paused_drug), pause in state.pauses.items():
+        for (rule_id, paused_drug), pause in state.pauses.items() if running else ():
             drug = paused_drug  # type: ignore[assignment]
             if pause.active and rule_id not in pausing[drug]:
                 pause.active, pause.lifted = False, now
@@ -733,15 +793,19 @@ class Monitor:
                 drugs[drug] = DrugState(drug, "NOT_GIVEN", None, (), (), staff)
             elif drug in state.stopped:
                 drugs[drug] = DrugState(drug, "STOP", None, state.stopped[drug][0], (), staff)
+            elif not running:
+                drugs[drug] = DrugState(drug, "ENDED", None, (), (), staff)
             elif pausing[drug]:
-                awaiting = []
+                awaiting: list[str] = []
+                unknown: dict[tuple[str, ...], list[str]] = {}
                 for rule_id in pausing[drug]:
                     if rule_id in undecided:
-                        needed = ", ".join(undecided[rule_id][1])
-                        awaiting.append(f"{rule_id}: cannot be decided until {needed} is recorded")
+                        unknown.setdefault(_needs(undecided[rule_id][1]), []).append(rule_id)
                     else:
                         intra = self._intra(rule_id)
                         awaiting.append(f"{rule_id}: {intra.resume if intra else ''}")
+                for needs, rule_ids in unknown.items():
+                    awaiting.append(f"{', '.join(needs)} recorded ({', '.join(rule_ids)})")
                 drugs[drug] = DrugState(
                     drug, "PAUSE", None, tuple(pausing[drug]), tuple(awaiting), staff
                 )
@@ -756,7 +820,6 @@ class Monitor:
                 else:
                     drugs[drug] = DrugState(drug, "CONTINUE", None, (), (), staff)
 
-        # New alerts: rules that began to hold at this event.
         # New alerts: rules that began to hold at this event (one alert per rule, listing
         # each sign or ECG change it holds for).
         alerts: list[Alert] = []
@@ -768,7 +831,7 @@ class Monitor:
             rule = self._rules[rule_id]
             intra = rule.finding.intra  # type: ignore[union-attr]
             assert intra is not None
-            if rule_id not in state.holding_rules:
+            if rule_id not in state.holding_rules and running:
                 state.onsets_by_rule[rule_id] = state.onsets_by_rule.get(rule_id, 0) + 1
             if intra.observe_minutes is not None and intra.observe_rule is not None:
                 observed = state.observe.get(intra.observe_rule, 0.0)
@@ -779,7 +842,7 @@ class Monitor:
                     rule=rule.id,
                     title=rule.title,
                     message="; ".join(message for message, _ in items),
-                    actions={d: intra.action for d in applies(rule)},
+                    actions={d: intra.action for d in applies(rule)} if running else {},
                     instructions=tuple(intra.instructions),
                     triggered_by=tuple(self._ref(s) for s in triggered),
                     sources=rule.sources,
@@ -790,24 +853,34 @@ class Monitor:
                     observe_rule=intra.observe_rule,
                     course=intra.course,
                     lipid_rescue=self._lipid() if intra.lipid_rescue else (),
+                    after_end=not running,
                 )
             )
+        # Rules newly undecided: one alert per set of missing inputs (while running).
+        unknown_now: dict[tuple[str, ...], list[CompiledRule]] = {}
         for rule_id, (rule, paths) in undecided.items():
             undecided_key = (rule_id, "?")
             holding[undecided_key] = (rule, "", ())
-            if undecided_key in state.holding:
+            if undecided_key in state.holding or not running:
                 continue
+            unknown_now.setdefault(_needs(paths), []).append(rule)
+        for needs, group in unknown_now.items():
+            paused = [d for d in DRUGS if any(d in applies(r) for r in group)]
+            ids = [r.id for r in group]
             alerts.append(
                 Alert(
-                    rule=rule_id,
-                    title=rule.title,
-                    message=f"cannot decide {rule_id}: {', '.join(paths)} not recorded; "
-                    "paused until it is",
-                    actions={d: "PAUSE" for d in applies(rule)},
-                    instructions=(f"Record {', '.join(paths)}",),
+                    rule=ids[0],
+                    title=group[0].title,
+                    message=f"cannot decide {', '.join(ids)}: {', '.join(needs)} not recorded; "
+                    f"{' and '.join(paused)} paused until it is",
+                    actions={d: "PAUSE" for d in paused},
+                    instructions=tuple(f"Record the {need}" for need in needs),
                     triggered_by=(self._ref(seq),),
-                    sources=rule.sources,
-                    evidence=rule.evidence.value,
+                    sources=tuple(sorted({s for r in group for s in r.sources})),
+                    evidence=group[0].evidence.value,
+                    kind="cannot_decide",
+                    also=tuple(ids[1:]),
+                    needs=needs,
                 )
             )
         state.holding = set(holding)

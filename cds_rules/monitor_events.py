@@ -206,15 +206,17 @@ def _one_scale(poss: int | None, rass: int | None) -> None:
 
 
 class Baseline(BaseModel):
-    """Vital signs and sedation immediately before the start (PRE-07): all required."""
+    """Vital signs and sedation immediately before the start (PRE-07). Every key is required;
+    ``null`` records "not measured", and the rules that need it then cannot let the drugs run
+    (they pause until it is recorded). Sedation is ``poss`` or ``rass`` (one key, may be null)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sbp: _Sbp
-    dbp: _Dbp
-    hr: _Hr
-    spo2: _Spo2
-    rr: _Rr
+    sbp: _Sbp | None
+    dbp: _Dbp | None
+    hr: _Hr | None
+    spo2: _Spo2 | None
+    rr: _Rr | None
     poss: _Poss | None = None
     rass: _Rass | None = None
     #: Baseline QRS duration, for HALT-ECG-01 (QRS widening).
@@ -222,7 +224,14 @@ class Baseline(BaseModel):
 
     @model_validator(mode="after")
     def _scale(self) -> Baseline:
-        _one_scale(self.poss, self.rass)
+        given = {"poss", "rass"} & self.model_fields_set
+        if len(given) != 1:
+            raise ValueError(
+                "give the baseline sedation score as exactly one of `poss` and `rass` "
+                "(`null` if it was not scored)"
+            )
+        if (self.sbp is None) != (self.dbp is None):
+            raise ValueError("a blood pressure gives both `sbp` and `dbp` (or neither)")
         return self
 
 

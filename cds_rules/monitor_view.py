@@ -14,6 +14,8 @@ __all__ = ["action_lines", "state_line", "summary_lines"]
 def _drug(state: DrugState) -> str:
     if state.action == "NOT_GIVEN":
         return f"{state.drug} -"
+    if state.action == "ENDED":
+        return f"{state.drug} ended"
     text = f"{state.drug} {state.action}"
     if state.action == "SLOW" and state.rate_percent is not None:
         text += f" <={state.rate_percent:g}%"
@@ -31,7 +33,11 @@ def state_line(actions: Actions) -> str:
 
 def _alert_lines(alert: Alert) -> Iterable[str]:
     acts = ", ".join(f"{d} {a}" for d, a in alert.actions.items())
-    yield f"  ALERT {alert.rule} [{acts}]: {alert.message}"
+    if alert.kind == "cannot_decide":
+        yield f"  CANNOT DECIDE [{acts}]: {alert.message}"
+        return
+    where = "after the infusion" if alert.after_end else acts
+    yield f"  ALERT {alert.rule} [{where}]: {alert.message}"
     triggers = ", ".join(
         f"#{t.seq} {t.type} {t.at.strftime('%H:%M:%S')}" for t in alert.triggered_by
     )
@@ -41,7 +47,7 @@ def _alert_lines(alert: Alert) -> Iterable[str]:
         yield f"    - {step}"
     for line in alert.lipid_rescue:
         yield f"    - {line}"
-    if alert.resume:
+    if alert.resume and not alert.after_end:
         yield f"    resumes when: {alert.resume}"
     if alert.observe_minutes is not None:
         yield (
