@@ -731,6 +731,8 @@ class Monitor:
                 if key not in holding:
                     message = _message(rule, records, matched)
                     holding[key] = (rule, message, tuple(sorted(triggers)))
+        # The same order whichever engine found them: the rules' order in their ruleset.
+        holding = dict(sorted(holding.items(), key=lambda item: (item[1][0].index, item[0])))
         # Rules that could not be decided: a rule that pauses or stops pauses its drugs.
         undecided: dict[str, tuple[CompiledRule, tuple[str, ...]]] = {}
         for evaluation in evaluations:
@@ -740,6 +742,7 @@ class Monitor:
                 if intra is None or intra.intra.rank < IntraAction.PAUSE.rank or not applies(rule):
                     continue
                 undecided[rule.id] = (rule, missing.paths)
+        undecided = dict(sorted(undecided.items(), key=lambda item: item[1][0].index))
 
         # Per drug: latch stops, start and lift pauses (while the infusion runs).
         running = state.ended is None

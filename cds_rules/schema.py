@@ -225,6 +225,7 @@ def _definitions() -> dict[str, Any]:
                     "type": "string",
                 },
                 "action": _ref("action"),
+                "intra": _ref("intra"),
             },
             "required": ["outcome", "message"],
             "type": "object",
@@ -250,6 +251,53 @@ def _definitions() -> dict[str, Any]:
                 },
             },
             "required": ["next"],
+            "type": "object",
+        },
+        "intra": {
+            "additionalProperties": False,
+            "description": "monitor rulesets only: what each drug the rule names does now "
+            "(the most restrictive action wins; a STOP is final for the session). Write a "
+            "PAUSE rule so that it holds for as long as the drug must stay paused",
+            "properties": {
+                "action": {"enum": ["CONTINUE", "SLOW", "PAUSE", "STOP"], "type": "string"},
+                "resume": {
+                    "description": "PAUSE only: what lifts the pause, in words",
+                    "minLength": 1,
+                    "type": "string",
+                },
+                "resume_rate_percent": {
+                    "description": "PAUSE only: the drug restarts at this percent of its rate",
+                    "exclusiveMaximum": 100,
+                    "exclusiveMinimum": 0,
+                    "type": "number",
+                },
+                "instructions": {
+                    "description": "what to do, in order (from the reference)",
+                    "items": {"minLength": 1, "type": "string"},
+                    "minItems": 1,
+                    "type": "array",
+                },
+                "observe_minutes": {
+                    "description": "observation required after the session once the rule fired",
+                    "exclusiveMinimum": 0,
+                    "type": "number",
+                },
+                "observe_rule": {
+                    "description": "the rule id of that observation time (e.g. POST-02)",
+                    "pattern": RULE_ID_PATTERN,
+                    "type": "string",
+                },
+                "lipid_rescue": {
+                    "description": "show the lipid emulsion 20% doses for the session's weight",
+                    "type": "boolean",
+                },
+                "course": {
+                    "description": "what the finding means for the next session",
+                    "enum": ["HOLD_DOSE", "DEESCALATE", "DISCONTINUE_COURSE"],
+                    "type": "string",
+                },
+            },
+            "required": ["action", "instructions"],
             "type": "object",
         },
         "then": {

@@ -709,7 +709,8 @@ def test_check_accepts_the_shipped_rulesets(cli: _Cli) -> None:
     assert run.stderr == ""
     ok = [
         re.fullmatch(
-            r"ok rulesets/(\S+): (\S+) (\S+), (\d+) (?:rules|parameters), (sha256:[0-9a-f]{64})",
+            r"ok rulesets/(\S+): (\S+) (\S+), (\d+) (?:rules|parameters|signs), "
+            r"(sha256:[0-9a-f]{64})",
             line,
         )
         for line in run.lines
@@ -727,10 +728,15 @@ def test_check_accepts_the_shipped_rulesets(cli: _Cli) -> None:
         ("protocol.yaml", "systemic_desensitisation/gate"),
         ("course.yaml", "course"),
         ("protocol.yaml", "systemic_desensitisation/course"),
+        ("halts.yaml", "halts"),
+        ("protocol.yaml", "systemic_desensitisation/monitor"),
         ("dosing.yaml", "dosing"),
+        ("monitoring.yaml", "monitoring"),
     }
-    assert run.lines[-1].startswith("ok rulesets/dosing.yaml: dosing 1.0.0, ")
-    assert " parameters, " in run.lines[-1]
+    assert run.lines[-2].startswith("ok rulesets/dosing.yaml: dosing 1.0.0, ")
+    assert " parameters, " in run.lines[-2]
+    assert run.lines[-1].startswith("ok rulesets/monitoring.yaml: monitoring 1.0.0, ")
+    assert " signs, " in run.lines[-1]
     screened = cli(*SCREEN_SEED).protocol_line()
     screening = checked["protocol.yaml", "systemic_desensitisation/screening"]
     assert (screening[3], screening[5]) == (screened["version"], screened["hash"])

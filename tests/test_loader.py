@@ -285,8 +285,9 @@ def test_the_rulesets_directory_holds_rulesets_a_protocol_and_its_tables() -> No
     named = {name for profile in protocol["profiles"].values() for name in profile["rulesets"]}
     assert named <= {path.name for path in _ruleset_files()}
     assert {"eligibility.yaml", "contraindications.yaml", "gate.yaml"} <= named
-    # The terminology tables the protocol names, and the dosing table `dose` reads.
-    tables = {*protocol["terminology"].values(), "dosing.yaml"}
+    # The terminology tables the protocol names, the dosing table `dose` reads and the
+    # monitoring table `monitor` reads.
+    tables = {*protocol["terminology"].values(), "dosing.yaml", "monitoring.yaml"}
     assert {name for name, kind in kinds.items() if kind == "table"} == tables
 
 
