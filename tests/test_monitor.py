@@ -59,9 +59,7 @@ def vitals(seconds: float, **values: float) -> dict[str, Any]:
 
 
 def symptoms(seconds: float, *signs: str | tuple[str, int]) -> dict[str, Any]:
-    present = [
-        {"sign": s} if isinstance(s, str) else {"sign": s[0], "grade": s[1]} for s in signs
-    ]
+    present = [{"sign": s} if isinstance(s, str) else {"sign": s[0], "grade": s[1]} for s in signs]
     return {"type": "symptoms", "at": at(seconds), "present": present}
 
 
@@ -124,8 +122,10 @@ def test_events_out_of_order_are_refused(profile: Any, table: Any) -> None:
         ([start(), symptoms(60, "metalic_taste")], [("unknown_sign", "$.present[0].sign")]),
         ([start(), symptoms(60, "hallucinations")], [("missing_field", "$.present[0]")]),
         (
-            [start(planned={"lidocaine_mg": 280, "ketamine_mg": 0})]
-            + [{"type": "staff", "at": at(60), "action": "resume", "drug": "ketamine"}],
+            [
+                start(planned={"lidocaine_mg": 280, "ketamine_mg": 0}),
+                {"type": "staff", "at": at(60), "action": "resume", "drug": "ketamine"},
+            ],
             [("drug_not_planned", "$.drug")],
         ),
         (
@@ -210,9 +210,7 @@ def test_a_stop_is_final_whatever_follows(profile: Any, table: Any) -> None:
         {"type": "staff", "at": at(180), "action": "resume", "drug": "lidocaine"}
     )
     assert actions_of(resumed)["lidocaine"] == "STOP"
-    assert resumed.warnings == (
-        "lidocaine resumed by staff while the rules say STOP (HALT-RR-02)",
-    )
+    assert resumed.warnings == ("lidocaine resumed by staff while the rules say STOP (HALT-RR-02)",)
 
 
 def test_a_ketamine_stop_leaves_lidocaine_running(profile: Any, table: Any) -> None:
@@ -286,7 +284,8 @@ def test_a_tier3_alert_gives_the_lipid_doses_for_the_weight(profile: Any, table:
         assert result.observe_minutes == 360 and result.observe_rules == ("POST-03",)
     monitor = Monitor(profile, table)
     monitor.observe(start(weight_kg=None))
-    [alert] = [a for a in monitor.observe(symptoms(60, "seizure")).alerts if a.rule == "HALT-LAST-03"]
+    seizure = monitor.observe(symptoms(60, "seizure"))
+    [alert] = [a for a in seizure.alerts if a.rule == "HALT-LAST-03"]
     assert alert.lipid_rescue == (
         "weight not recorded: dose lipid emulsion 20% by the ASRA checklist",
     )
