@@ -472,3 +472,44 @@ def test_a_stored_session_cannot_be_started_twice(profile: Any, table: Any) -> N
     with pytest.raises(InputErrors) as caught:
         Monitor(profile, table, store=store).observe(start())
     assert codes(caught.value) == [("duplicate_session", "$.session")]
+
+
+def test_a_monitored_session_feeds_the_course_decision(profile: Any, table: Any) -> None:
+    """Session 2 of the documented course, monitored: a tinnitus that resolves. Its summary,
+    as the course's session 2, holds the next dose (ESC-02-LAST, CTCAE-G1, ESC-01-HALT)."""
+    import yaml
+
+    from cds_rules.course import CourseRunner, parse_course
+    from cds_rules.dosing import load_dosing_table
+
+    def event(minute: int, **fields: Any) -> dict[str, Any]:
+        return {"at": at(minute * 60), **fields}
+
+    baseline = {"sbp": 118, "dbp": 74, "hr": 76, "spo2": 98, "rr": 14, "poss": 1}
+    events = [
+        event(0, type="start", session="doc-2", number=2, day=2, weight_kg=68,
+              planned={"lidocaine_mg": 255, "ketamine_mg": 10}, baseline=baseline,
+              gate_passed=True, vnrs_before=6),
+    ]  # fmt: skip
+    for minute in range(5, 61, 5):
+        events.append(event(minute, type="vitals", sbp=118, dbp=74, hr=76, spo2=98, rr=14))
+        if minute % 10 == 0:
+            present = [{"sign": "tinnitus", "grade": 1}] if minute == 20 else []
+            events.append(event(minute, type="symptoms", present=present))
+        if minute % 15 == 0:
+            events.append(event(minute, type="sedation", poss=2))
+    events.append(
+        event(61, type="end", delivered_percent={"lidocaine": 95, "ketamine": 100}, vnrs_after=5)
+    )
+    monitor, _ = replay(profile, table, events)
+    session = monitor.summary().course_session()
+    course = yaml.safe_load((ROOT / "fixtures" / "courses" / "documented.yaml").read_text())
+    course["sessions"][1] = {**session, "lidocaine": {"mg_per_kg": 3.75, "mg": 255}}
+    loaded = parse_course(course, "course", None, ROOT / "fixtures" / "courses")
+    runner = CourseRunner(
+        compile_profile(ROOT / "rulesets" / "protocol.yaml", "course"),
+        load_dosing_table(ROOT / "rulesets" / "dosing.yaml"),
+    )
+    decision = runner.run(loaded).sessions[-1].next
+    assert decision.action.value == "HOLD_DOSE"
+    assert {"ESC-01-HALT", "ESC-02-LAST", "CTCAE-G1"} <= {r.rule_id for r in decision.reasons}
