@@ -315,6 +315,8 @@ class _State:
     #: (name, grade, seq, after the end of the infusion).
     onsets: list[tuple[str, int | None, int, bool]] = field(default_factory=list)
     ecg: list[tuple[EcgEvent, int]] = field(default_factory=list)
+    #: The latest ECG report of each kind (what the rules see).
+    latest_ecg: dict[str, tuple[EcgEvent, int]] = field(default_factory=dict)
     pauses: dict[tuple[str, str], _Pause] = field(default_factory=dict)
     stopped: dict[str, tuple[tuple[str, ...], datetime]] = field(default_factory=dict)
     slowed: dict[str, tuple[float, str]] = field(default_factory=dict)
@@ -501,6 +503,7 @@ class Monitor:
                     known.seen_seq = seq
         elif isinstance(event, EcgEvent):
             state.ecg.append((event, seq))
+            state.latest_ecg[event.finding] = (event, seq)
         elif isinstance(event, StaffEvent):
             for drug in event.drugs():
                 if state.start is not None and drug not in state.start.planned.drugs():
@@ -649,7 +652,9 @@ class Monitor:
             )
             seen = tuple(sorted({sign.onset_seq, sign.seen_seq}))
             origins.append({f: seen for f in ("name", "category", "last_tier", "grade")})
-        for ecg, ecg_seq in state.ecg:
+        # The latest ECG report of each kind: a change once reported has stopped both drugs
+        # already (a STOP is final), and a later QRS measurement replaces an earlier one.
+        for ecg, ecg_seq in sorted(state.latest_ecg.values(), key=lambda item: item[1]):
             widening = (
                 _round((ecg.qrs_ms - base.qrs_ms) / base.qrs_ms * 100)
                 if ecg.qrs_ms is not None and base.qrs_ms is not None
