@@ -1297,7 +1297,56 @@ def run_tests(
                 console.print(
                     escape(describe_course(course_result, course_file.case.expected.session))
                 )
-        total = len(found) + len(dose_cases) + len(course_cases)
+        from .monitor_golden import (
+            ENGINES,
+            describe_monitor,
+            discover_monitor_cases,
+            evaluate_monitor_case,
+            monitor_coverage_gaps,
+            monitor_problems,
+            monitor_setup,
+        )
+
+        try:
+            monitor_cases = discover_monitor_cases(cases_dir, repo, rulesets)
+            setup = monitor_setup(rulesets)
+        except RulesetError as error:
+            _fail(error, EXIT_RULESET_ERROR, as_json=False)
+        valid_monitor = []
+        # Both evaluators by default, each checked against the case and against the other.
+        engines = ENGINES if engine is None else tuple(e for e in ENGINES if e == engine.value)
+        for monitor_file in monitor_cases:
+            monitor_case = monitor_file.case
+            if monitor_case is None:
+                failed += 1
+                console.print(
+                    f"[red]invalid[/red] {escape(monitor_file.name)}: "
+                    f"{escape(str(monitor_file.error))}"
+                )
+                continue
+            valid_monitor.append(monitor_case)
+            try:
+                runs = evaluate_monitor_case(
+                    monitor_file, setup, engines, cross_check=mode == "cross_check"
+                )
+            except CdsRulesError as error:
+                failed += 1
+                console.print(f"[red]error[/red] {escape(monitor_file.name)}: {escape(str(error))}")
+                continue
+            monitor_issues = monitor_problems(monitor_file, runs)
+            if monitor_issues and monitor_case.xfail is None:
+                failed += 1
+                console.print(f"[red]FAIL[/red] {escape(monitor_file.name)}")
+                for problem in monitor_issues:
+                    console.print(f"  - {escape(problem)}")
+                console.print(escape(describe_monitor(monitor_file, next(iter(runs.values())))))
+            elif not monitor_issues and monitor_case.xfail is not None:
+                failed += 1
+                console.print(
+                    f"[red]XPASS[/red] {escape(monitor_file.name)}: marked xfail "
+                    f"({escape(monitor_case.xfail)}) but passes"
+                )
+        total = len(found) + len(dose_cases) + len(course_cases) + len(monitor_cases)
         how = (
             "durable-rules cross-checked by the reference evaluator"
             if mode == "cross_check"
@@ -1308,6 +1357,7 @@ def run_tests(
             coverage_gaps(valid, rulesets)
             + dose_coverage_gaps(valid_doses, rulesets)
             + course_coverage_gaps(valid_courses, rulesets)
+            + monitor_coverage_gaps(valid_monitor, rulesets)
             if coverage
             else []
         )

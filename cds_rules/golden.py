@@ -210,7 +210,7 @@ def discover(cases_dir: Path, repo: Path, rulesets: Path) -> list[CaseFile]:
     found = [
         _load_case(path, repo, rulesets, profiles)
         for path in sorted(cases_dir.glob("*/*.yaml"))
-        if path.parent.name not in ("snapshots", "tables", "dose", "course")
+        if path.parent.name not in ("snapshots", "tables", "dose", "course", "monitor")
     ]
     for path in sorted((cases_dir / "tables").glob("*.yaml")):
         found.extend(_load_table(path, repo, rulesets, profiles))
@@ -401,21 +401,23 @@ def coverage_gaps(cases: Iterable[GoldenCase], rulesets: Path) -> list[CoverageG
         for target in targets:
             fired.setdefault(target, set()).update(case.expected.fired)
             not_fired.setdefault(target, set()).update(case.expected.not_fired)
-    # The course profile's rulesets are covered by the course cases (``course_golden.py``).
-    course_only = {
+    # The course and monitor profiles' rulesets are covered by their own cases
+    # (``course_golden.py``, ``monitor_golden.py``), which run sessions, not one patient.
+    own_cases = ("course", "monitor")
+    covered_elsewhere = {
         Path(name).stem
         for p in protocol.profiles.values()
-        if p.kind == "course"
+        if p.kind in own_cases
         for name in p.rulesets
     } - {
         Path(name).stem
         for p in protocol.profiles.values()
-        if p.kind != "course"
+        if p.kind not in own_cases
         for name in p.rulesets
     }
     gaps = []
     for ruleset, rules in shipped_rules(rulesets).items():
-        if ruleset in course_only:
+        if ruleset in covered_elsewhere:
             continue
         for rule in rules:
             sides = tuple(

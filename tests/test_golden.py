@@ -10,6 +10,10 @@ case means adding a file, not code.
 
 The seed patient's whole result is also compared with ``tests/golden/snapshots/seed.json``
 (content hashes masked); regenerate it with ``CDS_RULES_UPDATE_SNAPSHOTS=1``.
+
+Dose, course and monitor cases (``dose/``, ``course/``, ``monitor/``) have their own formats,
+described in the same README; monitor cases replay an infusion session event by event on both
+evaluators, which must meet the case and give the same actions at every event.
 """
 
 from __future__ import annotations
@@ -54,6 +58,19 @@ from cds_rules.golden import (
     patient_of,
     problems_with,
     shipped_rules,
+)
+from cds_rules.monitor_golden import (
+    ENGINES,
+    Engine,
+    MonitorCaseFile,
+    describe_monitor,
+    discover_monitor_cases,
+    engine_differences,
+    evaluate_monitor_case,
+    monitor_coverage_gaps,
+    monitor_problems,
+    monitor_rulesets,
+    monitor_setup,
 )
 from cds_rules.protocol import Assessment, assessor_for
 from cds_rules.spec import CourseAction
@@ -375,3 +392,209 @@ def test_a_course_case_that_expects_the_wrong_decision_fails() -> None:
         "ESC-02-LAST fired",
         "next lidocaine mg/kg is 3.75, expected 4.0",
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# Monitor cases (tests/golden/monitor/): what each drug does at the events of a session.
+
+MONITOR_CASES = discover_monitor_cases(GOLDEN, REPO, RULESETS)
+MONITOR_SETUP = monitor_setup(RULESETS)
+
+
+def _monitor_params(with_xfail: bool) -> list[Any]:
+    params = []
+    for case_file in MONITOR_CASES:
+        marks = []
+        if with_xfail and case_file.case is not None and case_file.case.xfail:
+            marks.append(pytest.mark.xfail(strict=True, reason=case_file.case.xfail))
+        # Case names are unique within a file: the file's stem tells them apart.
+        name = f"{case_file.path.stem}#{case_file.name.partition('#')[2]}"
+        params.append(pytest.param(case_file, id=name, marks=marks))
+    return params
+
+
+def _monitor_case(case_file: MonitorCaseFile) -> Any:
+    if case_file.case is None:
+        pytest.fail(
+            f"{case_file.name}: not a valid monitor case:\n{case_file.error}", pytrace=False
+        )
+    return case_file.case
+
+
+def test_monitor_cases_exist_and_are_valid() -> None:
+    assert MONITOR_CASES, "no monitor cases under tests/golden/monitor/"
+    invalid = [f"{c.name}: {c.error}" for c in MONITOR_CASES if c.case is None]
+    assert not invalid, "\n".join(invalid)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case_file", _monitor_params(with_xfail=True))
+def test_monitor_case(case_file: MonitorCaseFile, engine: Engine) -> None:
+    case = _monitor_case(case_file)
+    runs = evaluate_monitor_case(case_file, MONITOR_SETUP, engines=(engine,))
+    problems = monitor_problems(case_file, runs)
+    if problems:
+        pytest.fail(
+            f"{case_file.name} ({case.note or 'no note'}) with the {engine} evaluator:\n"
+            + "\n".join(f"- {problem}" for problem in problems)
+            + "\nthe session (* the events checked):\n"
+            + describe_monitor(case_file, runs[engine]),
+            pytrace=False,
+        )
+
+
+@pytest.mark.parametrize("case_file", _monitor_params(with_xfail=False))
+def test_monitor_engines_agree(case_file: MonitorCaseFile) -> None:
+    """durable-rules and the reference evaluator give the same actions at every event."""
+    _monitor_case(case_file)
+    runs = evaluate_monitor_case(case_file, MONITOR_SETUP)
+    assert list(runs) == list(ENGINES)
+    assert len(runs["durable"]) == len(case_file.events)
+    assert engine_differences(runs) == []
+
+
+def test_every_monitor_rule_holds_in_one_case_and_not_in_another() -> None:
+    cases = [c.case for c in MONITOR_CASES if c.case is not None]
+    assert monitor_rulesets(RULESETS) == ("halts.yaml",)
+    assert [str(gap) for gap in monitor_coverage_gaps(cases, RULESETS)] == []
+
+
+def _monitor_case_named(name: str) -> MonitorCaseFile:
+    return next(c for c in MONITOR_CASES if c.case is not None and c.case.name == name)
+
+
+def test_a_monitor_case_that_expects_the_wrong_actions_fails() -> None:
+    """The checker reports what the bedside team would notice: actions, rules, rates, waits."""
+    case_file = _monitor_case_named("tier-1-sign-resolved-restarts-lidocaine-at-50-percent")
+    case = case_file.case
+    assert case is not None
+    resolved = case.expect[0]
+    wrong = resolved.model_copy(
+        update={
+            "lidocaine": "CONTINUE",
+            "ketamine": "PAUSE",
+            "holding": ("HALT-LAST-01",),
+            "not_holding": ("HALT-SBP-01",),
+            "rate_percent": {"lidocaine": 75.0},
+            "alerts": ("HALT-LAST-01-RECUR",),
+            "observe_minutes": 360.0,
+        }
+    )
+    bad = MonitorCaseFile(
+        case_file.path,
+        case_file.name,
+        case.model_copy(update={"expect": (wrong,)}),
+        case_file.events,
+        (case_file.checkpoints[0],),
+        None,
+    )
+    runs = evaluate_monitor_case(bad, MONITOR_SETUP)
+    at = "at #4 symptoms 09:08:00: "
+    assert monitor_problems(bad, runs) == [
+        at + "lidocaine is SLOW (HALT-LAST-01), expected CONTINUE",
+        at + "ketamine is CONTINUE, expected PAUSE",
+        at + "HALT-LAST-01 does not hold",
+        at + "HALT-LAST-01-RECUR did not alert here",
+        at + "lidocaine rate is 50.0%, expected 75%",
+        at + "observation is 120 min, expected 360",
+    ]
+
+
+def _write_monitor_case(tmp_path: Path, text: str) -> list[MonitorCaseFile]:
+    directory = tmp_path / "monitor"
+    directory.mkdir()
+    (directory / "broken.yaml").write_text(text, encoding="utf-8")
+    return discover_monitor_cases(tmp_path, tmp_path, RULESETS)
+
+
+_MONITOR_BASE = """\
+title: "a malformed case"
+base:
+  - type: start
+    at: "2026-03-03T09:00:00+00:00"
+    session: broken
+    planned: {lidocaine_mg: 280, ketamine_mg: 10}
+    baseline: {sbp: 125, dbp: 80, hr: 80, spo2: 98, rr: 14, poss: 1}
+cases:
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        (
+            "  - name: typo\n    events: []\n    expct: {lidocaine: PAUSE}\n",
+            "broken.yaml:11:5: unknown_field: unknown field `expct` (at $.cases[0].expct); "
+            "hint: did you mean `expect`?",
+        ),
+        (
+            "  - name: typo\n    expect: {lidocaine: PAUSE, holdng: [HALT-RR-01]}\n",
+            "broken.yaml:10:32: unknown_field: unknown field `holdng` "
+            "(at $.cases[0].expect.holdng); hint: did you mean `holding`?",
+        ),
+        (
+            "  - name: typo\n    expect:\n      - {lidocaine: PAUSED}\n",
+            "broken.yaml:11:21: invalid_value: invalid value `PAUSED`: Input should be "
+            "'CONTINUE', 'SLOW', 'PAUSE', 'STOP'",
+        ),
+        (
+            "  - name: typo\n    events:\n      - {type: vitals, after: '90s', spo2: 93}\n"
+            "    expect: {ketamine: PAUSE}\n",
+            "broken.yaml:11:31: invalid_value: invalid delay `90s` (at $.cases[0].events[0].after)",
+        ),
+        (
+            "  - name: typo\n    events:\n      - {type: vitals, after: '+1m', spo2: 140}\n"
+            "    expect: {ketamine: PAUSE}\n",
+            "broken.yaml:11:44: invalid_value: invalid value `140`: Input should be less than or "
+            "equal to 100 (at $.cases[0].events[0].spo2)",
+        ),
+        (
+            "  - name: typo\n    expect: {event: desaturation, ketamine: PAUSE}\n",
+            "broken.yaml:10:21: unknown_event: no event is named `desaturation`",
+        ),
+        (
+            "  - name: typo\n    expect: {holding: [HALT-RR-1]}\n",
+            "broken.yaml:10:24: unknown_rule: unknown rule `HALT-RR-1` "
+            "(at $.cases[0].expect.holding[0]); hint: did you mean `HALT-RR-01`?",
+        ),
+        (
+            "  - name: typo\n    events:\n"
+            "      - {type: symptoms, after: '+2m', present: [{sign: tinitus}]}\n"
+            "    expect: {lidocaine: PAUSE}\n",
+            "broken.yaml:11:57: unknown_sign: unknown sign `tinitus` "
+            "(at $.cases[0].events[0].present[0].sign); hint: did you mean `tinnitus`?",
+        ),
+        (
+            "  - name: typo\n    events:\n"
+            "      - {type: now, at: '2026-03-03T08:59:59+00:00'}\n"
+            "    expect: {lidocaine: CONTINUE}\n",
+            "broken.yaml:11:25: before_start: `at` 2026-03-03T08:59:59+00:00 is before the "
+            "session start",
+        ),
+    ],
+    ids=[
+        "unknown-key",
+        "unknown-expectation",
+        "unknown-action",
+        "bad-delay",
+        "bad-event",
+        "unknown-event",
+        "unknown-rule",
+        "unknown-sign",
+        "event-before-start",
+    ],
+)
+def test_a_malformed_monitor_case_names_its_file_and_line(
+    tmp_path: Path, case: str, error: str
+) -> None:
+    found = _write_monitor_case(tmp_path, _MONITOR_BASE + case)
+    assert [c.case for c in found] == [None]
+    assert error in str(found[0].error)
+    assert found[0].name == "monitor/broken.yaml#typo"
+
+
+def test_a_malformed_monitor_file_is_reported_once_with_its_line(tmp_path: Path) -> None:
+    found = _write_monitor_case(tmp_path, _MONITOR_BASE.replace("title:", "titel:"))
+    assert len(found) == 1 and found[0].case is None
+    assert "broken.yaml:1:1: unknown_field: unknown field `titel`" in str(found[0].error)
+    assert "broken.yaml:1:1: missing_field: missing required field `title`" in str(found[0].error)
