@@ -22,8 +22,8 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -33,8 +33,10 @@ from .compiler import CompiledRule
 from .errors import InputError, InputErrors, Location
 from .evaluation import Evaluation, Evaluator, _message
 from .monitor_events import (
+    BASELINE_FIELDS,
     DRUGS,
     AnyEvent,
+    BaselineEvent,
     DischargeEvent,
     Drug,
     EcgEvent,
@@ -82,8 +84,8 @@ _INPUTS = {
     "hr": "heart rate",
     "spo2": "SpO2",
     "rr": "respiratory rate",
-    "sbp_rise_percent": "blood pressure (and the baseline's)",
-    "sbp_fall_percent": "blood pressure (and the baseline's)",
+    "sbp_rise_percent": "blood pressure (a reading, and the baseline's in a `baseline` event)",
+    "sbp_fall_percent": "blood pressure (a reading, and the baseline's in a `baseline` event)",
     "spo2_low_seconds": "SpO2",
     "hr_high_seconds": "heart rate",
     "minutes_since_bp": "blood pressure",
@@ -95,8 +97,8 @@ _INPUTS = {
     "symptomatic": "symptom check",
     "scale": "sedation score",
     "score": "sedation score",
-    "baseline_qrs_ms": "baseline QRS (start: baseline.qrs_ms)",
-    "qrs_widening_percent": "baseline QRS (start: baseline.qrs_ms)",
+    "baseline_qrs_ms": "baseline QRS (a `baseline` event with qrs_ms)",
+    "qrs_widening_percent": "baseline QRS (a `baseline` event with qrs_ms)",
     "qrs_ms": "QRS",
 }
 
@@ -120,7 +122,17 @@ def _round(value: float, places: str = "0.01") -> float:
 
 
 def _minutes(later: datetime, earlier: datetime) -> float:
-    return _round((later - earlier).total_seconds() / 60)
+    """Minutes between two times, rounded up to 0.01 min: a rule's ``gt: 5`` then holds from
+    any time past 5 minutes (5 min 0.2 s is 5.01), never from 5 minutes exactly."""
+    minutes = Decimal((later - earlier) // timedelta(microseconds=1)) / Decimal(60_000_000)
+    return float(minutes.quantize(Decimal("0.01"), rounding=ROUND_CEILING))
+
+
+def _seconds(later: datetime, earlier: datetime) -> float:
+    """Seconds between two times, rounded down to 0.01 s: a rule's ``gte: 30`` then holds from
+    30 seconds exactly, never from 29.996 s."""
+    seconds = Decimal((later - earlier) // timedelta(microseconds=1)) / Decimal(1_000_000)
+    return float(seconds.quantize(Decimal("0.01"), rounding=ROUND_FLOOR))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +311,8 @@ class _Sign:
 @dataclass
 class _State:
     start: StartEvent | None = None
+    #: The baseline: each value and the event that recorded it (``start`` or ``baseline``).
+    baseline: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     seq: int = 0
     previous_at: datetime | None = None
     ended: EndEvent | None = None
@@ -405,6 +419,7 @@ class Monitor:
             ended=state.ended is not None,
             discharged=state.discharged is not None,
             table=self.table,
+            baseline={name: value for name, (value, _) in state.baseline.items()},
             source=source,
             line=line,
         )
@@ -471,6 +486,7 @@ class Monitor:
         if isinstance(event, StartEvent):
             state.start = event
             base = event.baseline
+            state.baseline = {name: (getattr(base, name), seq) for name in BASELINE_FIELDS}
             for vital in VITALS:
                 if getattr(base, vital) is not None:
                     self._reading(vital, getattr(base, vital), at, seq)
@@ -478,6 +494,10 @@ class Monitor:
             state.last_check = (at, seq)
             for drug in DRUGS:
                 state.staff[drug] = "running" if drug in event.planned.drugs() else "not given"
+        elif isinstance(event, BaselineEvent):
+            for name in BASELINE_FIELDS:
+                if getattr(event, name) is not None:
+                    state.baseline[name] = (getattr(event, name), seq)
         elif isinstance(event, VitalsEvent):
             for vital in VITALS:
                 value = getattr(event, vital)
@@ -560,7 +580,8 @@ class Monitor:
         fields came from (for the alerts' triggering events)."""
         state = self._state
         assert state.start is not None
-        base = state.start.baseline
+        base_sbp, base_sbp_seq = state.baseline["sbp"]
+        base_qrs, base_qrs_seq = state.baseline["qrs_ms"]
         records: list[Record] = []
         origins: list[dict[str, tuple[int, ...]]] = []
         latest = state.latest
@@ -568,9 +589,9 @@ class Monitor:
         seq_of = {v: (latest[v][2],) for v in latest}
         sbp = value.get("sbp")
         rise = fall = None
-        if sbp is not None and base.sbp is not None:
-            rise = _round(max(0.0, (sbp - base.sbp) / base.sbp * 100))
-            fall = _round(max(0.0, (base.sbp - sbp) / base.sbp * 100))
+        if sbp is not None and base_sbp is not None:
+            rise = _round(max(0.0, (sbp - base_sbp) / base_sbp * 100))
+            fall = _round(max(0.0, (base_sbp - sbp) / base_sbp * 100))
 
         def run_seconds(name: str) -> tuple[float | None, tuple[int, ...]]:
             run = state.runs.get(name)
@@ -578,7 +599,7 @@ class Monitor:
                 return None, ()
             if run.started is None or run.latest is None:
                 return 0.0, ()
-            return _round((run.latest - run.started).total_seconds()), (run.started_seq,)
+            return _seconds(run.latest, run.started), (run.started_seq,)
 
         def since(vital: str) -> float | None:
             return _minutes(now, latest[vital][1]) if vital in latest else None
@@ -618,8 +639,8 @@ class Monitor:
                 "hr": seq_of.get("hr", none),
                 "spo2": seq_of.get("spo2", none),
                 "rr": seq_of.get("rr", none),
-                "sbp_rise_percent": (1, *seq_of.get("sbp", none)),
-                "sbp_fall_percent": (1, *seq_of.get("sbp", none)),
+                "sbp_rise_percent": (base_sbp_seq, *seq_of.get("sbp", none)),
+                "sbp_fall_percent": (base_sbp_seq, *seq_of.get("sbp", none)),
                 "spo2_low_seconds": (*spo2_from, *seq_of.get("spo2", none)),
                 "hr_high_seconds": (*hr_from, *seq_of.get("hr", none)),
                 "minutes_since_bp": seq_of.get("sbp", none),
@@ -656,15 +677,15 @@ class Monitor:
         # already (a STOP is final), and a later QRS measurement replaces an earlier one.
         for ecg, ecg_seq in sorted(state.latest_ecg.values(), key=lambda item: item[1]):
             widening = (
-                _round((ecg.qrs_ms - base.qrs_ms) / base.qrs_ms * 100)
-                if ecg.qrs_ms is not None and base.qrs_ms is not None
+                _round((ecg.qrs_ms - base_qrs) / base_qrs * 100)
+                if ecg.qrs_ms is not None and base_qrs is not None
                 else None
             )
             records.append(
                 EcgChangeRecord(
                     finding=ecg.finding,
                     qrs_ms=ecg.qrs_ms,
-                    baseline_qrs_ms=base.qrs_ms,
+                    baseline_qrs_ms=base_qrs,
                     qrs_widening_percent=widening,
                 )
             )
@@ -672,8 +693,8 @@ class Monitor:
                 {
                     "finding": (ecg_seq,),
                     "qrs_ms": (ecg_seq,),
-                    "baseline_qrs_ms": (1,),
-                    "qrs_widening_percent": (1, ecg_seq),
+                    "baseline_qrs_ms": (base_qrs_seq,),
+                    "qrs_widening_percent": (base_qrs_seq, ecg_seq),
                 }
             )
         for (rule, drug), pause in sorted(state.pauses.items()):
@@ -952,7 +973,8 @@ class Monitor:
         return (
             f"lipid emulsion 20%: bolus {bolus:g} mL ({spec.light_bolus_ml_per_kg.value:g} mL/kg "
             f"at {weight:g} kg) over 2-3 min, then {rate:g} mL/min "
-            f"({spec.light_infusion_ml_per_kg_per_min.value:g} mL/kg/min; ideal body weight)",
+            f"({spec.light_infusion_ml_per_kg_per_min.value:g} mL/kg/min at {weight:g} kg; the "
+            "checklist doses the infusion by ideal body weight)",
             f"limit about {limit:g} mL ({spec.max_ml_per_kg.value:g} mL/kg)",
         )
 

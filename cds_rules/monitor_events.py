@@ -42,6 +42,7 @@ __all__ = [
     "DRUGS",
     "EVENT_TYPES",
     "AnyEvent",
+    "BaselineEvent",
     "DischargeEvent",
     "Drug",
     "EcgEvent",
@@ -288,6 +289,31 @@ class VitalsEvent(_Event):
         return self
 
 
+class BaselineEvent(_Event):
+    """A baseline value that was not measured before the start (``null`` in ``start``),
+    recorded now: the rules that waited for it can be decided. A baseline already recorded
+    cannot be changed."""
+
+    type: Literal["baseline"]
+    sbp: _Sbp | None = None
+    dbp: _Dbp | None = None
+    hr: _Hr | None = None
+    spo2: _Spo2 | None = None
+    rr: _Rr | None = None
+    qrs_ms: _Qrs | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> BaselineEvent:
+        if all(getattr(self, v) is None for v in BASELINE_FIELDS):
+            raise ValueError(f"a baseline event gives at least one of {', '.join(BASELINE_FIELDS)}")
+        if (self.sbp is None) != (self.dbp is None):
+            raise ValueError("a blood pressure gives both `sbp` and `dbp`")
+        return self
+
+
+BASELINE_FIELDS = ("sbp", "dbp", "hr", "spo2", "rr", "qrs_ms")
+
+
 class SedationEvent(_Event):
     type: Literal["sedation"]
     poss: _Poss | None = None
@@ -385,6 +411,7 @@ class EndEvent(_Event):
 
 Event = Annotated[
     StartEvent
+    | BaselineEvent
     | VitalsEvent
     | SedationEvent
     | SymptomsEvent
@@ -395,9 +422,21 @@ Event = Annotated[
     | DischargeEvent,
     Field(discriminator="type"),
 ]
-EVENT_TYPES = ("start", "vitals", "sedation", "symptoms", "ecg", "staff", "now", "end", "discharge")
+EVENT_TYPES = (
+    "start",
+    "baseline",
+    "vitals",
+    "sedation",
+    "symptoms",
+    "ecg",
+    "staff",
+    "now",
+    "end",
+    "discharge",
+)
 AnyEvent = (
     StartEvent
+    | BaselineEvent
     | VitalsEvent
     | SedationEvent
     | SymptomsEvent
@@ -501,6 +540,7 @@ def check_sequence(
     ended: bool,
     discharged: bool,
     table: MonitoringTable,
+    baseline: Mapping[str, float | None] | None = None,
     source: str | None = None,
     line: int | None = None,
 ) -> None:
@@ -564,6 +604,15 @@ def check_sequence(
                     "missing_field",
                     f"a psychomimetic effect (`{report.sign}`) gives its CTCAE `grade`",
                     ("present", index),
+                )
+    if isinstance(event, BaselineEvent) and baseline is not None:
+        for name in BASELINE_FIELDS:
+            if getattr(event, name) is not None and baseline.get(name) is not None:
+                error(
+                    "baseline_recorded",
+                    f"the baseline `{name}` is already recorded ({baseline[name]:g}); a baseline "
+                    "is not changed during the session",
+                    (name,),
                 )
     if isinstance(event, StaffEvent) and start is not None:
         planned = start.planned.drugs()

@@ -153,6 +153,10 @@ def test_events_out_of_order_are_refused(profile: Any, table: Any) -> None:
             [("after_discharge", "$.type")],
         ),
         ([start(), {"type": "discharge", "at": at(61)}], [("not_ended", "$.type")]),
+        (
+            [start(), {"type": "baseline", "at": at(60), "qrs_ms": 100, "sbp": 130, "dbp": 80}],
+            [("baseline_recorded", "$.sbp"), ("baseline_recorded", "$.dbp")],
+        ),
     ],
     ids=[
         "before start",
@@ -169,6 +173,7 @@ def test_events_out_of_order_are_refused(profile: Any, table: Any) -> None:
         "staff after end",
         "after discharge",
         "discharge before end",
+        "a recorded baseline changed",
     ],
 )
 def test_invalid_sequences_name_the_field(
