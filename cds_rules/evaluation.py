@@ -614,11 +614,16 @@ def _decide(
         # Undecided = not ruled out for some set of facts, yet not established for that same
         # set: a rule that holds for one trial still leaves another trial's unknown dose open.
         decided = {tuple(sorted(f.matched.items())) for f in certain_rules.get(index, ())}
-        open_firings = [
-            firing
-            for firing in possible_rules.get(index, ())
-            if tuple(sorted(firing.matched.items())) not in decided
-        ]
+        # In the order of the facts matched, not of the engine's firing: both evaluators then
+        # name the unknown paths in the same order.
+        open_firings = sorted(
+            (
+                firing
+                for firing in possible_rules.get(index, ())
+                if tuple(sorted(firing.matched.items())) not in decided
+            ),
+            key=lambda firing: sorted(firing.matched.items()),
+        )
         if not open_firings:
             continue
         rule = rules[index]

@@ -27,17 +27,22 @@ from cds_rules.records import (
     ConditionRecord,
     CourseEventRecord,
     CourseSessionRecord,
+    EcgChangeRecord,
     EcgRecord,
     HaltRecord,
     LabsRecord,
     MedicationRecord,
     PatientRecord,
+    PauseRecord,
     Record,
     ResponseRecord,
     Score,
+    SedationRecord,
     SessionRecord,
+    SignRecord,
     TherapyRecord,
     TrialRecord,
+    VitalsRecord,
 )
 
 __all__ = ["Edges", "patient_records", "rule_edges"]
@@ -297,6 +302,17 @@ def patient_records(edges: Edges | None = None) -> st.SearchStrategy[tuple[Recor
         for kind in (AdverseEventRecord, HaltRecord, CourseEventRecord)
     ]
 
+    # What the halt rules see at one event of an infusion (monitor.py): the latest vitals and
+    # sedation score (or none), the signs present, the ECG reports and the pauses imposed.
+    monitor_single = [
+        st.one_of(st.just([]), records_of(kind, edges).map(lambda r: [r]))
+        for kind in (VitalsRecord, SedationRecord)
+    ]
+    monitor_collections = [
+        st.lists(records_of(kind, edges), max_size=3)
+        for kind in (SignRecord, EcgChangeRecord, PauseRecord)
+    ]
+
     @st.composite
     def build(draw: st.DrawFn) -> tuple[Record, ...]:
         records: list[Record] = [draw(strategy) for strategy in single]
@@ -307,6 +323,10 @@ def patient_records(edges: Edges | None = None) -> st.SearchStrategy[tuple[Recor
         for strategy in course_single:
             records += draw(strategy)
         for collection in course_collections:
+            records += draw(collection)
+        for strategy in monitor_single:
+            records += draw(strategy)
+        for collection in monitor_collections:
             records += draw(collection)
         return tuple(records)
 
