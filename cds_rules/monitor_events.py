@@ -8,8 +8,10 @@ A session is a stream of timestamped events, one JSON object per line::
     {"type": "symptoms", "at": "...", "present": [{"sign": "metallic_taste"}]}
     {"type": "ecg", "at": "...", "finding": "qrs_measured", "qrs_ms": 104}
     {"type": "staff", "at": "...", "action": "pause", "drug": "lidocaine"}
+    {"type": "baseline", "at": "...", "qrs_ms": 96}   (a baseline not measured before the start)
     {"type": "now", "at": "..."}
     {"type": "end", "at": "...", "delivered_percent": {"lidocaine": 100, "ketamine": 100}}
+    {"type": "discharge", "at": "..."}              (after the observation events)
 
 Each event is validated on its own (a SpO2 of 140 is an error naming ``spo2``) and against the
 session so far (an event dated before the session start, or before the previous event, is an
