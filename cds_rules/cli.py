@@ -15,8 +15,10 @@ import hashlib
 import json
 import os
 import re
+import select
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -833,6 +835,15 @@ def monitor(
         Path | None,
         typer.Option(help="Write the session summary, as a course file's session, to this file."),
     ] = None,
+    tick: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="With `-`: when no event has come for this many seconds, evaluate the session "
+            "at the clock's time (a `now` event, stored like the others), so overdue readings "
+            "and persisting signs are flagged while the input is quiet.",
+        ),
+    ] = None,
     protocol: Annotated[
         Path | None, typer.Option(help="Protocol file (default: rulesets/protocol.yaml).")
     ] = None,
@@ -849,7 +860,8 @@ def monitor(
 
     A file is replayed and its timeline printed; `-` reads events as they arrive and prints
     the state of each drug after every event. Exit codes: 0 every drug continued, 3 a drug
-    was slowed or paused, 5 a drug was stopped; 2 bad input (the first bad event of a file
+    was slowed or paused (or a halt rule held during the observation after the infusion), 5 a
+    drug was stopped; 2 bad input (the first bad event of a file
     stops the replay; from standard input a bad event is reported and skipped), 6 ruleset
     errors, 7 engine failure.
     """
@@ -861,6 +873,12 @@ def monitor(
         profile = compile_profile(protocol_path, "monitor")
     except (RulesetError, OSError) as error:
         _ruleset_failure(protocol_path, error, as_json)
+    if tick is not None and session_file != "-":
+        _fail(
+            InputError("invalid_option", "--tick is for `-` (live input)", Location(path="--tick")),
+            EXIT_INPUT_ERROR,
+            as_json,
+        )
     if resume is not None and store is None:
         _fail(
             InputError("missing_option", "--resume needs --store", Location(path="--resume")),
@@ -878,6 +896,8 @@ def monitor(
         nonlocal previous, worst
         for state in actions.drugs.values():
             worst = max(worst, MONITOR_EXIT_CODES.get(state.action, 0))
+        if any(alert.after_end for alert in actions.alerts):
+            worst = max(worst, MONITOR_EXIT_CODES["PAUSE"])  # a halt during observation
         if as_json:
             _emit([actions.to_json()])
         else:
@@ -905,8 +925,9 @@ def monitor(
         else:
             watcher = Monitor(profile, monitoring, store=session_store, **options)
         source = "<stdin>" if live else session_file
+        lines: Iterator[str | None]
         if live:
-            lines: Iterator[str] = iter(sys.stdin.readline, "")
+            lines = _live_lines(tick) if tick is not None else iter(sys.stdin.readline, "")
         else:
             try:
                 lines = iter(Path(session_file).read_text(encoding="utf-8").splitlines())
@@ -922,7 +943,15 @@ def monitor(
                     as_json,
                 )
         with _reader_may_stop_early():
-            for number, text in enumerate(lines, start=1):
+            number = 0
+            for text in lines:
+                if text is None:  # --tick: no input for a while; the time passes
+                    clock = datetime.now(UTC).replace(microsecond=0)
+                    latest = watcher.events[-1].at if watcher.events else None
+                    if latest is not None and not watcher.ended and clock > latest:
+                        show(watcher.observe({"type": "now", "at": clock.isoformat()}))
+                    continue
+                number += 1
                 if not text.strip():
                     continue
                 try:
@@ -933,6 +962,9 @@ def monitor(
                     bad_input = True
                     for item in getattr(error, "errors", None) or [error]:
                         print(f"error {item}", file=sys.stderr, flush=True)
+                    held = watcher.refuse(text, error)
+                    if held is not None:
+                        show(held)
                     continue
                 show(actions)
             if now is not None and watcher.session is not None and not watcher.ended:
@@ -973,6 +1005,26 @@ def monitor(
                 as_json,
             )
     raise typer.Exit(EXIT_INPUT_ERROR if bad_input else worst)
+
+
+def _live_lines(tick: float) -> Iterator[str | None]:
+    """Standard input's lines as they arrive, and ``None`` after ``tick`` seconds without one."""
+    fd = sys.stdin.fileno()
+    pending = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], tick)
+        if not ready:
+            yield None
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            if pending:
+                yield pending.decode("utf-8", errors="replace")
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line.decode("utf-8", errors="replace")
 
 
 def _is_table(path: Path, name: str) -> bool:

@@ -886,6 +886,12 @@ class _RuleCompiler:
                     f"only a PAUSE resumes; {intra.action} cannot have `resume`",
                     where,
                 )
+            if (intra.action == "SLOW") != (intra.rate_percent is not None):
+                self.error(
+                    "invalid_action",
+                    "a SLOW says to what rate (`rate_percent`), and only a SLOW does",
+                    where,
+                )
             if (intra.observe_rule is None) != (intra.observe_minutes is None):
                 self.error(
                     "invalid_action",

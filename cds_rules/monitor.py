@@ -18,6 +18,8 @@ every threshold, window and action is in ``rulesets/halts.yaml`` or ``rulesets/m
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +37,7 @@ from .evaluation import Evaluation, Evaluator, _message
 from .monitor_events import (
     BASELINE_FIELDS,
     DRUGS,
+    EVENT_TYPES,
     AnyEvent,
     BaselineEvent,
     DischargeEvent,
@@ -169,8 +172,10 @@ class FileStore:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, session: str) -> Path:
+        # Readable, and distinct for distinct ids ("bed 1" and "bed_1" are two sessions).
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in session)
-        return self.directory / f"{safe}.jsonl"
+        digest = hashlib.sha256(session.encode("utf-8")).hexdigest()[:12]
+        return self.directory / f"{safe}-{digest}.jsonl"
 
     def append(self, session: str, event_json: str) -> None:
         with open(self.path(session), "a", encoding="utf-8") as handle:
@@ -260,6 +265,9 @@ class Actions:
     observe_minutes: float
     observe_rules: tuple[str, ...]
     evaluation: Evaluation | None
+    #: An event was refused and no corrected one has come yet: what it was (the drugs that
+    #: would have continued are paused until it comes).
+    refused: str | None = None
 
     def to_dict(self, *, evaluation: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -316,6 +324,7 @@ class _State:
     seq: int = 0
     previous_at: datetime | None = None
     ended: EndEvent | None = None
+    ended_seq: int = 0
     discharged: datetime | None = None
     #: vital -> (value, at, seq)
     latest: dict[str, tuple[float, datetime, int]] = field(default_factory=dict)
@@ -324,6 +333,9 @@ class _State:
     max_poss: int | None = None
     min_rass: int | None = None
     last_check: tuple[datetime, int] | None = None
+    #: A symptom check has been recorded (the start sets the check timer, but does not say
+    #: whether the patient has symptoms).
+    checked: bool = False
     signs: dict[str, _Sign] = field(default_factory=dict)
     #: Every sign onset (or rise in grade) of the session, for the summary:
     #: (name, grade, seq, after the end of the infusion).
@@ -438,7 +450,55 @@ class Monitor:
             session = parsed.session if isinstance(parsed, StartEvent) else self.session
             assert session is not None
             self.store.append(session, event_to_json(parsed))
-        return self._step(parsed)
+        actions = self._step(parsed)
+        if self._refused is not None:
+            kind, text = self._refused
+            if kind is None or kind == parsed.type:
+                self._refused = None
+            else:
+                actions = self._hold(actions, text)
+        self._last = actions
+        return actions
+
+    def refuse(self, text: str, error: InputErrors | InputError) -> Actions | None:
+        """An event that could not be accepted: until an event of the same type is accepted,
+        every drug that would continue or slow is shown paused, awaiting it (its data may have
+        said to stop). Returns the actions now, or None before the session has started. The
+        refused event is not stored, so a restart does not remember it."""
+        try:
+            kind = json.loads(text).get("type")
+        except (ValueError, AttributeError):
+            kind = None
+        kind = kind if isinstance(kind, str) and kind in EVENT_TYPES else None
+        items = getattr(error, "errors", None) or [error]
+        first = items[0]
+        where = f"line {first.location.line}" if first.location.line is not None else "an event"
+        described = (
+            f"{where} ({kind or 'unreadable'} event) refused: {first.code} at {first.location.path}"
+        )
+        self._refused = (kind, described)
+        if self._last is None:
+            return None
+        self._last = self._hold(self._last, described)
+        return self._last
+
+    def _hold(self, actions: Actions, described: str) -> Actions:
+        drugs = {
+            drug: (
+                DrugState(
+                    drug,
+                    "PAUSE",
+                    None,
+                    (*state.rules, "INPUT-REFUSED"),
+                    (*state.awaiting, f"a corrected event: {described}"),
+                    state.staff,
+                )
+                if state.action in ("CONTINUE", "SLOW", "PAUSE")
+                else state
+            )
+            for drug, state in actions.drugs.items()
+        }
+        return dataclasses.replace(actions, drugs=drugs, refused=described)
 
     @classmethod
     def resume(
@@ -462,6 +522,7 @@ class Monitor:
         return self._last
 
     _last: Actions | None = None
+    _refused: tuple[str | None, str] | None = None
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -475,9 +536,7 @@ class Monitor:
         now = event.at
         records, origins = self._records(now)
         evaluations = [e.evaluate_records(records, now) for e in self.evaluators]
-        actions = self._settle(event, seq, records, origins, evaluations)
-        self._last = actions
-        return actions
+        return self._settle(event, seq, records, origins, evaluations)
 
     def _apply(self, event: AnyEvent, seq: int) -> None:
         """Fold the event's data into the state (before the rules see it)."""
@@ -507,6 +566,7 @@ class Monitor:
             self._sedation(event.poss, event.rass, at, seq)
         elif isinstance(event, SymptomsEvent):
             state.last_check = (at, seq)
+            state.checked = True
             present = {report.sign: report for report in event.present}
             for name in list(state.signs):
                 if name not in present:
@@ -543,6 +603,7 @@ class Monitor:
                         state.staff[drug] = f"rate {event.rate_percent:g}%"
         elif isinstance(event, EndEvent):
             state.ended = event
+            state.ended_seq = seq
             for drug in event_drugs(state):
                 if state.staff.get(drug) != "stopped":
                     state.staff[drug] = "ended"
@@ -599,7 +660,9 @@ class Monitor:
                 return None, ()
             if run.started is None or run.latest is None:
                 return 0.0, ()
-            return _seconds(run.latest, run.started), (run.started_seq,)
+            # The latest reading stands until a newer one: a run with no reading since is still
+            # running now (a reading that would end it has not been made).
+            return _seconds(now, run.started), (run.started_seq,)
 
         def since(vital: str) -> float | None:
             return _minutes(now, latest[vital][1]) if vital in latest else None
@@ -627,7 +690,11 @@ class Monitor:
                     _minutes(now, state.sedation[2]) if state.sedation is not None else None
                 ),
                 minutes_since_symptom_check=_minutes(now, state.last_check[0]),
-                symptomatic=bool(state.signs),
+                symptomatic=(
+                    any(self.table.signs[name].symptomatic for name in state.signs)
+                    if state.checked
+                    else None
+                ),
                 running=state.ended is None,
             )
         )
@@ -788,7 +855,8 @@ class Monitor:
                     if rule.id not in pausing[drug]:
                         pausing[drug].append(rule.id)
                 elif intra.action == "SLOW":
-                    slowing[drug].append((intra.resume_rate_percent or 50.0, rule.id))
+                    assert intra.rate_percent is not None  # the compiler requires it
+                    slowing[drug].append((intra.rate_percent, rule.id))
         for rule, _paths in undecided.values() if running else ():
             for drug in applies(rule):
                 if rule.id not in pausing[drug]:
@@ -805,8 +873,9 @@ class Monitor:
                     known = state.slowed.get(drug)
                     if known is None or rate < known[0]:
                         state.slowed[drug] = (rate, rule_id)
-                    lifted.append(f"{drug} may restart at {rate:g}% of its rate ({rule_id})")
-                else:
+                    if not pausing[drug]:  # nothing else keeps it paused
+                        lifted.append(f"{drug} may restart at {rate:g}% of its rate ({rule_id})")
+                elif not pausing[drug]:
                     lifted.append(f"{drug} may restart ({rule_id})")
         for drug in DRUGS:
             for rule_id in pausing[drug]:
@@ -854,7 +923,7 @@ class Monitor:
         alerts: list[Alert] = []
         new: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
         for key, (rule, message, matched_from) in holding.items():
-            if key not in state.holding:
+            if key not in state.holding and rule.finding.intra.alert:  # type: ignore[union-attr]
                 new.setdefault(rule.id, []).append((message, matched_from))
         for rule_id, items in new.items():
             rule = self._rules[rule_id]
@@ -938,6 +1007,26 @@ class Monitor:
         routine = self.table.observation
         observe = {routine.routine_rule: routine.routine_minutes.value, **state.observe}
         longest = max(observe.values())
+        if isinstance(event, DischargeEvent) and state.ended is not None:
+            until = state.ended.at + timedelta(minutes=longest)
+            observed_by = ", ".join(sorted(r for r, m in observe.items() if m == longest))
+            if event.at < until:
+                early = _minutes(until, event.at)
+                warnings.append(
+                    f"discharged {early:g} min before the observation required ends: at least "
+                    f"{longest:g} min after the end of the infusion ({observed_by}), until "
+                    f"{until.strftime('%H:%M')}"
+                )
+            if state.signs:
+                warnings.append(
+                    f"discharged with {', '.join(sorted(state.signs))} present at the latest "
+                    f"check ({routine.discharge_rule}: {routine.discharge[0]})"
+                )
+            elif not state.checked:
+                warnings.append(
+                    f"discharged without a symptom check ({routine.discharge_rule}: "
+                    f"{routine.discharge[0]})"
+                )
         return Actions(
             event=self._ref(seq),
             drugs=drugs,
@@ -963,18 +1052,28 @@ class Monitor:
         limit = _round(spec.max_ml_per_kg.value * weight, "1")
         if weight > spec.heavier_than_kg.value:
             return (
-                f"lipid emulsion 20%: bolus {spec.heavy_bolus_ml.value:g} mL over 2-3 min, then "
-                f"{spec.heavy_infusion_ml_low.value:g}-{spec.heavy_infusion_ml_high.value:g} mL "
-                "over 15-20 min",
+                f"lipid emulsion 20%: bolus {spec.heavy_bolus_ml.value:g} mL over "
+                f"{spec.bolus_over}, then {spec.heavy_infusion_ml_low.value:g}-"
+                f"{spec.heavy_infusion_ml_high.value:g} mL over {spec.infusion_over}",
                 f"limit about {limit:g} mL ({spec.max_ml_per_kg.value:g} mL/kg at {weight:g} kg)",
             )
         bolus = _round(spec.light_bolus_ml_per_kg.value * weight, "0.1")
-        rate = _round(spec.light_infusion_ml_per_kg_per_min.value * weight, "0.1")
+        ideal = start.ideal_body_weight_kg if start is not None else None
+        per_min = spec.light_infusion_ml_per_kg_per_min.value
+        if ideal is not None:
+            infusion = (
+                f"then {_round(per_min * ideal, '0.1'):g} mL/min ({per_min:g} mL/kg/min at the "
+                f"ideal body weight of {ideal:g} kg)"
+            )
+        else:
+            infusion = (
+                f"then {per_min:g} mL/kg/min of ideal body weight (not given: at the actual "
+                f"{weight:g} kg it would be {_round(per_min * weight, '0.1'):g} mL/min, the most "
+                "it can be)"
+            )
         return (
             f"lipid emulsion 20%: bolus {bolus:g} mL ({spec.light_bolus_ml_per_kg.value:g} mL/kg "
-            f"at {weight:g} kg) over 2-3 min, then {rate:g} mL/min "
-            f"({spec.light_infusion_ml_per_kg_per_min.value:g} mL/kg/min at {weight:g} kg; the "
-            "checklist doses the infusion by ideal body weight)",
+            f"at {weight:g} kg) over {spec.bolus_over}, {infusion}",
             f"limit about {limit:g} mL ({spec.max_ml_per_kg.value:g} mL/kg)",
         )
 
@@ -1007,21 +1106,23 @@ class Monitor:
                     "when": "after" if first[name][1] else "during",
                 }
             )
-        for ecg, _ in state.ecg:
-            if ecg.finding in ("new_av_block",):
-                category = "conduction_block"
-            elif ecg.finding in ("ventricular_ectopy_run", "vt_vf", "new_af"):
-                category = "arrhythmia"
-            else:
+        reported: set[str] = set()
+        for ecg, ecg_seq in state.ecg:
+            entry = self.table.ecg_findings.get(ecg.finding)
+            if entry is None or ecg.finding in reported:
                 continue
+            if entry.when_rule is not None and entry.when_rule not in state.onsets_by_rule:
+                continue
+            reported.add(ecg.finding)
+            after = state.ended is not None and ecg_seq > state.ended_seq
             adverse.append(
                 {
-                    "term": f"ECG: {ecg.finding.replace('_', ' ')}",
-                    "category": category,
+                    "term": f"ECG: {entry.term}",
+                    "category": entry.adverse_event,
                     "grade": None,
-                    "last_tier": 3,
+                    "last_tier": entry.last_tier,
                     "attributable": None,
-                    "when": "during",
+                    "when": "after" if after else "during",
                 }
             )
         halts = [

@@ -8,7 +8,7 @@ A session is a stream of timestamped events, one JSON object per line::
     {"type": "symptoms", "at": "...", "present": [{"sign": "metallic_taste"}]}
     {"type": "ecg", "at": "...", "finding": "qrs_measured", "qrs_ms": 104}
     {"type": "staff", "at": "...", "action": "pause", "drug": "lidocaine"}
-    {"type": "baseline", "at": "...", "qrs_ms": 96}   (a baseline not measured before the start)
+    {"type": "baseline", "at": "...", "measured_at": "...", "qrs_ms": 96}  (a late baseline)
     {"type": "now", "at": "..."}
     {"type": "end", "at": "...", "delivered_percent": {"lidocaine": 100, "ketamine": 100}}
     {"type": "discharge", "at": "..."}              (after the observation events)
@@ -109,6 +109,8 @@ class ObservationSpec(_Table):
 class LipidSpec(_Table):
     rule: str
     title: str
+    bolus_over: str
+    infusion_over: str
     heavier_than_kg: Parameter
     heavy_bolus_ml: Parameter
     heavy_infusion_ml_low: Parameter
@@ -126,8 +128,24 @@ SignCategory = Literal[
 class SignSpec(_Table):
     title: str
     category: SignCategory
+    #: Counts as "with symptoms" for HALT-SBP-03 and HALT-HR-02-STOP.
+    symptomatic: bool
     adverse_event: AdverseEventCategory
     last_tier: Annotated[int, Field(ge=0, le=3)]
+    sources: list[str] = Field(min_length=1)
+    evidence: Evidence
+
+
+EcgFinding = Literal[
+    "new_av_block", "ventricular_ectopy_run", "vt_vf", "new_af", "qrs_measured", "other"
+]
+
+
+class EcgFindingSpec(_Table):
+    term: str
+    adverse_event: AdverseEventCategory
+    last_tier: Annotated[int, Field(ge=0, le=3)]
+    when_rule: str | None = None
     sources: list[str] = Field(min_length=1)
     evidence: Evidence
 
@@ -141,6 +159,7 @@ class MonitoringTable(_Table):
     observation: ObservationSpec
     lipid_rescue: LipidSpec
     signs: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], SignSpec] = Field(min_length=1)
+    ecg_findings: dict[EcgFinding, EcgFindingSpec]
 
 
 def load_monitoring_table(path: Path | str) -> MonitoringTable:
@@ -163,6 +182,8 @@ def load_monitoring_table(path: Path | str) -> MonitoringTable:
     cited.append((("observation", "discharge_sources"), spec.observation.discharge_sources))
     for name, sign in spec.signs.items():
         cited.append((("signs", name, "sources"), sign.sources))
+    for finding, entry in spec.ecg_findings.items():
+        cited.append((("ecg_findings", finding, "sources"), entry.sources))
     errors: list[RulesetError] = []
     for where, sources in cited:
         for index, source in enumerate(sources):
@@ -265,6 +286,7 @@ class StartEvent(_Event):
     day: Annotated[int, Field(strict=True, ge=1, le=10_000)] | None = None
     #: For the lipid emulsion doses of a tier-3 LAST alert; never assumed.
     weight_kg: Annotated[float, Field(strict=True, gt=0, le=400)] | None = None
+    ideal_body_weight_kg: Annotated[float, Field(strict=True, gt=0, le=400)] | None = None
     planned: Planned
     baseline: Baseline
     #: The pre-session gate's decision was PROCEED.
@@ -292,11 +314,13 @@ class VitalsEvent(_Event):
 
 
 class BaselineEvent(_Event):
-    """A baseline value that was not measured before the start (``null`` in ``start``),
-    recorded now: the rules that waited for it can be decided. A baseline already recorded
-    cannot be changed."""
+    """A baseline value ``null`` in ``start`` because it was not at hand, recorded now (e.g.
+    the pre-infusion ECG found in the notes): the rules that waited for it can be decided.
+    ``measured_at`` must be at or before the start: a value measured during the infusion is
+    not a baseline. A baseline already recorded cannot be changed."""
 
     type: Literal["baseline"]
+    measured_at: _AwareDateTime
     sbp: _Sbp | None = None
     dbp: _Dbp | None = None
     hr: _Hr | None = None
@@ -347,11 +371,6 @@ class SymptomsEvent(_Event):
         if doubled:
             raise ValueError(f"sign `{doubled[0]}` is listed twice")
         return self
-
-
-EcgFinding = Literal[
-    "new_av_block", "ventricular_ectopy_run", "vt_vf", "new_af", "qrs_measured", "other"
-]
 
 
 class EcgEvent(_Event):
@@ -607,6 +626,13 @@ def check_sequence(
                     f"a psychomimetic effect (`{report.sign}`) gives its CTCAE `grade`",
                     ("present", index),
                 )
+    if isinstance(event, BaselineEvent) and start is not None and event.measured_at > start.at:
+        error(
+            "baseline_after_start",
+            f"`measured_at` {event.measured_at.isoformat()} is after the session start "
+            f"{start.at.isoformat()}: a value measured during the infusion is not a baseline",
+            ("measured_at",),
+        )
     if isinstance(event, BaselineEvent) and baseline is not None:
         for name in BASELINE_FIELDS:
             if getattr(event, name) is not None and baseline.get(name) is not None:

@@ -21,6 +21,8 @@ def _drug(state: DrugState) -> str:
         text += f" <={state.rate_percent:g}%"
     if state.rules and state.action != "CONTINUE":
         text += f" ({', '.join(state.rules)})"
+    if state.staff not in ("running", "ended", "not given"):
+        text += f" [staff: {state.staff}]"
     return text
 
 
@@ -36,7 +38,12 @@ def _alert_lines(alert: Alert) -> Iterable[str]:
     if alert.kind == "cannot_decide":
         yield f"  CANNOT DECIDE [{acts}]: {alert.message}"
         return
-    where = "after the infusion" if alert.after_end else acts
+    if alert.after_end:
+        where = "after the infusion"
+    elif all(action == "CONTINUE" for action in alert.actions.values()):
+        where = "the drugs go on"
+    else:
+        where = acts
     yield f"  ALERT {alert.rule} [{where}]: {alert.message}"
     triggers = ", ".join(
         f"#{t.seq} {t.type} {t.at.strftime('%H:%M:%S')}" for t in alert.triggered_by
@@ -63,13 +70,18 @@ def action_lines(actions: Actions, *, previous: Actions | None, always: bool) ->
     """The lines for one event: the state line when something changed (or ``always``), then
     its alerts, lifted pauses, awaited conditions and warnings."""
     changed = previous is None or any(
-        (s.action, s.rate_percent, s.rules) != (p.action, p.rate_percent, p.rules)
+        (s.action, s.rate_percent, s.rules, s.staff) != (p.action, p.rate_percent, p.rules, p.staff)
         for s, p in zip(actions.drugs.values(), previous.drugs.values(), strict=True)
     )
-    news = actions.alerts or actions.lifted or actions.warnings
+    news = actions.alerts or actions.lifted or actions.warnings or actions.refused
     if not (always or changed or news):
         return []
     lines = [state_line(actions)]
+    if actions.refused:
+        lines[0] = lines[0].replace(
+            f"#{actions.event.seq} {actions.event.type:<8}", "REFUSED    ", 1
+        )
+        lines.append(f"  REFUSED {actions.refused}: the drugs are held until it is sent again")
     for alert in actions.alerts:
         lines.extend(_alert_lines(alert))
     for text in actions.lifted:

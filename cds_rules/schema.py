@@ -271,6 +271,12 @@ def _definitions() -> dict[str, Any]:
                     "exclusiveMinimum": 0,
                     "type": "number",
                 },
+                "rate_percent": {
+                    "description": "SLOW only: the highest rate allowed, percent of the planned",
+                    "exclusiveMaximum": 100,
+                    "exclusiveMinimum": 0,
+                    "type": "number",
+                },
                 "instructions": {
                     "description": "what to do, in order (from the reference)",
                     "items": {"minLength": 1, "type": "string"},
@@ -286,6 +292,11 @@ def _definitions() -> dict[str, Any]:
                     "description": "the rule id of that observation time (e.g. POST-02)",
                     "pattern": RULE_ID_PATTERN,
                     "type": "string",
+                },
+                "alert": {
+                    "description": "false: the rule only keeps a pause another rule's alert "
+                    "began; it raises no alert of its own",
+                    "type": "boolean",
                 },
                 "lipid_rescue": {
                     "description": "show the lipid emulsion 20% doses for the session's weight",

@@ -233,11 +233,17 @@ class IntraSpec(_Spec):
     #: PAUSE only: what lifts the pause, for the bedside team.
     resume: str | None = Field(default=None, min_length=1)
     resume_rate_percent: float | None = Field(default=None, gt=0, lt=100)
+    #: SLOW only: the highest rate allowed, as a percent of the planned rate.
+    rate_percent: float | None = Field(default=None, gt=0, lt=100)
     #: What to do, in order (from the reference).
     instructions: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     #: Minutes of observation required after the session once this rule has fired (POST-*).
     observe_minutes: float | None = Field(default=None, gt=0)
     observe_rule: str | None = Field(default=None, pattern=RULE_ID_PATTERN)
+    #: False: the rule only keeps a drug paused that another rule's alert already paused (it
+    #: shows in the drug's rules and what it awaits, but raises no alert of its own, and is
+    #: not a halt of the session summary).
+    alert: bool = True
     #: Show the lipid emulsion 20% doses for the session's weight (monitoring.yaml).
     lipid_rescue: bool = False
     #: What the finding means for the course (reported in the session summary).

@@ -48,7 +48,12 @@ def test_a_session_file_prints_its_timeline_of_alerts() -> None:
     assert "    from: #14 symptoms 09:40:00" in lines
     assert "    observe at least 120 min after the session (POST-02)" in lines
     assert (
-        "09:48:00 #19 symptoms | lidocaine SLOW <=50% (HALT-LAST-01) | ketamine CONTINUE" in lines
+        "09:48:00 #19 symptoms | lidocaine SLOW <=50% (HALT-LAST-01) [staff: paused] "
+        "| ketamine CONTINUE"
+    ) in lines
+    assert (
+        "09:49:00 #20 staff    | lidocaine SLOW <=50% (HALT-LAST-01) [staff: rate 50%] "
+        "| ketamine CONTINUE" in lines
     )
     assert "  LIFTED lidocaine may restart at 50% of its rate (HALT-LAST-01)" in lines
     assert "  halts: HALT-LAST-01 x1" in lines
@@ -86,7 +91,8 @@ def test_now_evaluates_overdue_vitals_after_the_last_event() -> None:
     out = result.stdout.splitlines()
     assert (
         "09:51:00 #14 now      | lidocaine PAUSE (MON-LID-NIBP-LATE, MON-LID-SPO2-LATE, "
-        "MON-LID-LAST-LATE) | ketamine PAUSE (MON-LID-NIBP-LATE, MON-LID-SPO2-LATE)"
+        "MON-LID-HR-LATE, MON-LID-LAST-LATE) | ketamine PAUSE (MON-LID-NIBP-LATE, "
+        "MON-LID-SPO2-LATE, MON-LID-HR-LATE)"
     ) in out
     assert (
         "  ALERT MON-LID-NIBP-LATE [lidocaine PAUSE, ketamine PAUSE]: no blood pressure for "
@@ -118,7 +124,18 @@ def test_from_standard_input_a_bad_event_is_reported_and_skipped() -> None:
     result = run("-", stdin="\n".join(stream) + "\n")
     assert result.returncode == 2
     assert "<stdin>:2: before_start:" in result.stderr
-    assert "  halts: HALT-LAST-01 x1" in result.stdout.splitlines()
+    out = result.stdout.splitlines()
+    # The refusal is on the timeline too, and the drugs are held until a vitals event is
+    # accepted (the refused one might have said to stop).
+    assert out[1] == (
+        "09:00:00 REFUSED     | lidocaine PAUSE (INPUT-REFUSED) | ketamine PAUSE (INPUT-REFUSED)"
+    )
+    assert out[2] == (
+        "  REFUSED line 2 (vitals event) refused: before_start at $.at: the drugs are held "
+        "until it is sent again"
+    )
+    assert out[5] == "09:05:00 #2 vitals   | lidocaine CONTINUE | ketamine CONTINUE"
+    assert "  halts: HALT-LAST-01 x1" in out
 
 
 class _Reader:
@@ -208,7 +225,8 @@ def test_a_restarted_monitor_resumes_from_its_store(tmp_path: Path) -> None:
     lines = V09.read_text().splitlines()
     first = run("-", "--store", str(store), stdin="\n".join(lines[:15]) + "\n")
     assert first.returncode == 3
-    assert (store / "V09-day3.jsonl").read_text().count("\n") == 15
+    [stored] = store.glob("V09-day3-*.jsonl")
+    assert stored.read_text().count("\n") == 15
     # A new process replays the stored events and goes on with the rest.
     second = run(
         "-",
@@ -241,3 +259,38 @@ def test_seed_day_1_pauses_for_want_of_a_respiratory_rate_and_flags_the_dizzines
         for line in out
     )
     assert "  adverse events: light-headedness or dizziness (grade 1, LAST tier 1)" in out
+
+
+def test_tick_flags_an_overdue_reading_while_the_input_is_quiet() -> None:
+    """With --tick, a quiet input still moves the clock: a blood pressure taken six minutes
+    ago is flagged overdue without any new event."""
+    from datetime import UTC, datetime, timedelta
+
+    started = (datetime.now(UTC) - timedelta(minutes=6)).replace(microsecond=0)
+    first = json.loads(V09.read_text().splitlines()[0])
+    first["at"] = started.isoformat()
+    process = subprocess.Popen(
+        [str(CLI), "monitor", "-", "--tick", "0.2"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None
+    reader = _Reader(process)
+    try:
+        process.stdin.write(json.dumps(first) + "\n")
+        process.stdin.flush()
+        seen = reader.until("  ALERT MON-LID-NIBP ")
+        assert any(" #2 now " in line for line in seen), seen
+        assert seen[-1].startswith("  ALERT MON-LID-NIBP [the drugs go on]: blood pressure overdue")
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_tick_is_for_live_input_only() -> None:
+    result = run(str(V09), "--tick", "1")
+    assert result.returncode == 2
+    assert "invalid_option: --tick is for `-` (live input)" in result.stderr

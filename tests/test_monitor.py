@@ -154,8 +154,25 @@ def test_events_out_of_order_are_refused(profile: Any, table: Any) -> None:
         ),
         ([start(), {"type": "discharge", "at": at(61)}], [("not_ended", "$.type")]),
         (
-            [start(), {"type": "baseline", "at": at(60), "qrs_ms": 100, "sbp": 130, "dbp": 80}],
+            [
+                start(),
+                {
+                    "type": "baseline",
+                    "at": at(60),
+                    "measured_at": at(-600),
+                    "qrs_ms": 100,
+                    "sbp": 130,
+                    "dbp": 80,
+                },
+            ],
             [("baseline_recorded", "$.sbp"), ("baseline_recorded", "$.dbp")],
+        ),
+        (
+            [
+                start(baseline={**start()["baseline"], "qrs_ms": None}),
+                {"type": "baseline", "at": at(1800), "measured_at": at(1790), "qrs_ms": 150},
+            ],
+            [("baseline_after_start", "$.measured_at")],
         ),
     ],
     ids=[
@@ -174,6 +191,7 @@ def test_events_out_of_order_are_refused(profile: Any, table: Any) -> None:
         "after discharge",
         "discharge before end",
         "a recorded baseline changed",
+        "a baseline measured during the infusion",
     ],
 )
 def test_invalid_sequences_name_the_field(
@@ -184,7 +202,8 @@ def test_invalid_sequences_name_the_field(
     for event in before:
         monitor.observe(event)
     if not expected:
-        monitor.observe(last)
+        ended = monitor.observe(last)
+        assert actions_of(ended) == {"lidocaine": "ENDED", "ketamine": "ENDED"}
         return
     with pytest.raises(InputErrors) as caught:
         monitor.observe(last)
@@ -231,16 +250,16 @@ def test_a_pause_lifts_when_its_condition_holds_and_says_what_it_awaits(
 ) -> None:
     monitor = Monitor(profile, table)
     monitor.observe(start())
-    paused = monitor.observe(vitals(60, sbp=165, dbp=85, spo2=98))
+    paused = monitor.observe(vitals(60, sbp=165, dbp=85, spo2=98, hr=80))
     assert actions_of(paused) == {"lidocaine": "CONTINUE", "ketamine": "PAUSE"}
     assert paused.drugs["ketamine"].awaiting == (
         "HALT-SBP-01: SBP under 160 mmHg and at most 20% over the baseline, on a recheck",
     )
     # 159 is under 160 but 32.5% over the baseline of 120: still paused.
-    still = monitor.observe(vitals(360, sbp=159, dbp=85, spo2=98))
+    still = monitor.observe(vitals(360, sbp=159, dbp=85, spo2=98, hr=80))
     assert actions_of(still)["ketamine"] == "PAUSE"
     assert still.alerts == () and still.lifted == ()
-    lifted = monitor.observe(vitals(660, sbp=144, dbp=80, spo2=98))  # 20% over: allowed
+    lifted = monitor.observe(vitals(660, sbp=144, dbp=80, spo2=98, hr=80))  # 20% over: allowed
     assert actions_of(lifted) == {"lidocaine": "CONTINUE", "ketamine": "CONTINUE"}
     assert lifted.lifted == ("ketamine may restart (HALT-SBP-01)",)
 
@@ -518,3 +537,95 @@ def test_a_monitored_session_feeds_the_course_decision(profile: Any, table: Any)
     decision = runner.run(loaded).sessions[-1].next
     assert decision.action.value == "HOLD_DOSE"
     assert {"ESC-01-HALT", "ESC-02-LAST", "CTCAE-G1"} <= {r.rule_id for r in decision.reasons}
+
+
+def test_a_low_spo2_with_no_reading_since_counts_as_sustained(profile: Any, table: Any) -> None:
+    """The latest reading stands until a newer one: SpO2 90% and nothing newer for 30 s."""
+    monitor = Monitor(profile, table)
+    monitor.observe(start())
+    assert actions_of(monitor.observe(vitals(60, spo2=90)))["lidocaine"] == "CONTINUE"
+    assert actions_of(monitor.observe({"type": "now", "at": at(89)}))["lidocaine"] == "CONTINUE"
+    stopped = monitor.observe({"type": "now", "at": at(90)})
+    assert actions_of(stopped) == {"lidocaine": "STOP", "ketamine": "STOP"}
+    assert [a.rule for a in stopped.alerts] == ["HALT-SPO2-02"]
+
+
+def test_a_refused_event_holds_the_drugs_until_one_of_its_type_is_accepted(
+    profile: Any, table: Any
+) -> None:
+    monitor = Monitor(profile, table)
+    monitor.observe(start())
+    bad = json.dumps({"type": "vitals", "at": at(60), "spo2": 85, "hr": 300.5})
+    with pytest.raises(InputErrors) as caught:
+        monitor.observe(bad, line=2)
+    held = monitor.refuse(bad, caught.value)
+    assert held is not None
+    assert actions_of(held) == {"lidocaine": "PAUSE", "ketamine": "PAUSE"}
+    assert held.refused == "line 2 (vitals event) refused: invalid_value at $.hr"
+    # Another kind of event does not release the drugs; a valid vitals event does.
+    still = monitor.observe({"type": "sedation", "at": at(70), "poss": 1})
+    assert still.drugs["lidocaine"].rules == ("INPUT-REFUSED",)
+    released = monitor.observe(vitals(80, spo2=97, hr=80))
+    assert actions_of(released) == {"lidocaine": "CONTINUE", "ketamine": "CONTINUE"}
+
+
+def test_discharge_before_the_observation_required_is_warned(profile: Any, table: Any) -> None:
+    monitor = Monitor(profile, table)
+    monitor.observe(start())
+    monitor.observe(symptoms(300, "seizure"))
+    monitor.observe({"type": "end", "at": at(600), "delivered_percent": {}})
+    left = monitor.observe({"type": "discharge", "at": at(660)})
+    assert left.warnings == (
+        "discharged 359 min before the observation required ends: at least 360 min after the "
+        "end of the infusion (POST-03), until 15:10",
+        "discharged with seizure present at the latest check (POST-04: symptom-free)",
+    )
+
+
+def test_sessions_whose_ids_differ_are_stored_apart(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.append("bed 1", "{}")
+    assert store.events("bed_1") == []
+    assert store.events("bed 1") == ["{}"]
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"type": "ecg", "finding": "qrs_measured", "qrs_ms": 124}, "ESC-04-ECG"),
+        ({"type": "vitals", "hr": 38}, "ESC-04-LAST-HALT"),
+    ],
+    ids=["QRS widened 29%", "HR 38"],
+)
+def test_a_stop_that_ends_the_course_ends_it(
+    profile: Any, table: Any, event: dict[str, Any], expected: str
+) -> None:
+    """The summary of a session stopped by a QRS widening or an HR under 40 (LAST tier 3)
+    discontinues the course: it does not come back as an unknown halt that only holds."""
+    import yaml
+
+    from cds_rules.course import CourseRunner, parse_course
+    from cds_rules.dosing import load_dosing_table
+
+    baseline = {"sbp": 118, "dbp": 74, "hr": 76, "spo2": 98, "rr": 14, "poss": 1, "qrs_ms": 96}
+    events = [
+        start(number=2, day=2, weight_kg=68, baseline=baseline, gate_passed=True,
+              planned={"lidocaine_mg": 255, "ketamine_mg": 10}, vnrs_before=6),
+        symptoms(60),
+        {**event, "at": at(120)},
+        {"type": "end", "at": at(180), "delivered_percent": {"lidocaine": 20, "ketamine": 20},
+         "vnrs_after": 6},
+    ]  # fmt: skip
+    monitor, _ = replay(profile, table, events)
+    session = monitor.summary().course_session()
+    course = yaml.safe_load((ROOT / "fixtures" / "courses" / "documented.yaml").read_text())
+    course["sessions"][1] = {**session, "lidocaine": {"mg_per_kg": 3.75, "mg": 255}}
+    loaded = parse_course(course, "course", None, ROOT / "fixtures" / "courses")
+    runner = CourseRunner(
+        compile_profile(ROOT / "rulesets" / "protocol.yaml", "course"),
+        load_dosing_table(ROOT / "rulesets" / "dosing.yaml"),
+    )
+    decision = runner.run(loaded).sessions[-1].next
+    assert decision.action.value == "DISCONTINUE_COURSE"
+    assert expected in {r.rule_id for r in decision.reasons}
+    assert "HALT-UNRECOGNISED" not in {r.rule_id for r in decision.reasons}
