@@ -62,6 +62,8 @@ EXIT_TEST_FAILED = 1
 EXIT_INPUT_ERROR = 2
 EXIT_RULESET_ERROR = 6
 EXIT_ENGINE_ERROR = 7
+EXIT_AUDIT_ERROR = 10
+EXIT_CHAIN_BROKEN = 11
 
 _STYLE = {
     Outcome.ELIGIBLE: "bold green",
@@ -235,6 +237,55 @@ def _in_file(error: InputError, file: str) -> list[CdsRulesError]:
     return items
 
 
+@dataclasses.dataclass(frozen=True)
+class _Audit:
+    """Where and how a decision is recorded (``--no-audit``: not at all)."""
+
+    enabled: bool
+    url: str | None
+    patient_ref: str | None
+    encounter_ref: str | None
+    redact: tuple[str, ...]
+
+
+_AuditDb = Annotated[
+    str | None,
+    typer.Option(
+        "--audit-db",
+        help="Audit store URL (default: $CDS_RULES_AUDIT_URL, else "
+        "~/.local/share/cds-rules/audit.sqlite).",
+    ),
+]
+_NoAudit = Annotated[
+    bool, typer.Option("--no-audit", help="Do not record the decision (a dry run).")
+]
+_PatientRef = Annotated[
+    str | None, typer.Option(help="The caller's patient reference, kept with the record.")
+]
+_EncounterRef = Annotated[
+    str | None, typer.Option(help="The caller's encounter reference, kept with the record.")
+]
+_Redact = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="A fact path not to store (e.g. demographics.name, medications.*.note); also "
+        "$CDS_RULES_AUDIT_REDACT, comma-separated. Repeatable."
+    ),
+]
+
+
+def _audit_options(
+    no_audit: bool,
+    url: str | None,
+    patient_ref: str | None,
+    encounter_ref: str | None,
+    redact: list[str] | None,
+) -> _Audit:
+    configured = [p.strip() for p in os.environ.get("CDS_RULES_AUDIT_REDACT", "").split(",")]
+    paths = tuple(dict.fromkeys([*(p for p in configured if p), *(redact or [])]))
+    return _Audit(not no_audit, url, patient_ref, encounter_ref, paths)
+
+
 def _assess(
     patient_file: Path,
     protocol: Path | None,
@@ -242,6 +293,7 @@ def _assess(
     engine: EngineChoice,
     cross_check: bool,
     as_json: bool,
+    audit: _Audit | None = None,
 ) -> Assessment:
     facts = _load_facts(patient_file, as_json)
     protocol_path = protocol or default_rulesets_dir() / DEFAULT_PROTOCOL
@@ -252,11 +304,27 @@ def _assess(
     except (RulesetError, OSError) as error:
         _ruleset_failure(protocol_path, error, as_json)
     try:
-        return assessor.assess(facts)
+        assessment = assessor.assess(facts)
     except InputError as error:
         _fail(_in_file(error, str(patient_file)), EXIT_INPUT_ERROR, as_json)
     except EngineError as error:
         _fail(error, EXIT_ENGINE_ERROR, as_json)
+    if audit is not None and audit.enabled:
+        from .audit import AuditError, AuditStore, record_assessment
+
+        try:
+            record_assessment(
+                AuditStore(audit.url),
+                assessment,
+                facts,
+                protocol_path,
+                patient_ref=audit.patient_ref,
+                encounter_ref=audit.encounter_ref,
+                redact_paths=audit.redact,
+            )
+        except AuditError as error:
+            _fail(error, EXIT_AUDIT_ERROR, as_json)
+    return assessment
 
 
 def _print_finding(console: Console, finding: Finding, indent: str = "  ") -> None:
@@ -445,6 +513,11 @@ def screen(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
     engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+    audit_db: _AuditDb = None,
+    no_audit: _NoAudit = False,
+    patient_ref: _PatientRef = None,
+    encounter_ref: _EncounterRef = None,
+    redact: _Redact = None,
 ) -> None:
     """Screen one patient for eligibility and print the decision with its reasons.
 
@@ -452,7 +525,10 @@ def screen(
     contraindications and interactions, and the pre-infusion tests, with a verdict per drug.
     """
     if ruleset is None:
-        assessment = _assess(patient_file, protocol, "screening", engine, cross_check, as_json)
+        audit = _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact)
+        assessment = _assess(
+            patient_file, protocol, "screening", engine, cross_check, as_json, audit
+        )
         with _reader_may_stop_early():
             if as_json:
                 print(assessment.to_json())
@@ -487,13 +563,19 @@ def gate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
     engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+    audit_db: _AuditDb = None,
+    no_audit: _NoAudit = False,
+    patient_ref: _PatientRef = None,
+    encounter_ref: _EncounterRef = None,
+    redact: _Redact = None,
 ) -> None:
     """Check before a daily session: PROCEED, HOLD or INELIGIBLE, with the reasons.
 
     Every contraindication and interaction is re-checked against today's facts, then today's
     vitals, sedation, new symptoms, pregnancy test, weight and readiness.
     """
-    assessment = _assess(patient_file, protocol, "gate", engine, cross_check, as_json)
+    audit = _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact)
+    assessment = _assess(patient_file, protocol, "gate", engine, cross_check, as_json, audit)
     assert assessment.gate is not None
     with _reader_may_stop_early():
         if as_json:
@@ -1464,6 +1546,202 @@ def schema(
         )
     with _reader_may_stop_early():
         _console().print(f"wrote {escape(str(target))}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The audit trail
+
+audit_app = typer.Typer(
+    no_args_is_help=True,
+    help="The audit trail: every recorded decision, verifiable and replayable.",
+)
+app.add_typer(audit_app, name="audit")
+
+
+def _store(url: str | None, as_json: bool = False) -> Any:
+    from .audit import AuditError, AuditStore
+
+    try:
+        return AuditStore(url)
+    except AuditError as error:
+        _fail(error, EXIT_AUDIT_ERROR, as_json)
+
+
+@audit_app.command("verify")
+def audit_verify(audit_db: _AuditDb = None) -> None:
+    """Walk the hash chain; report the first record that was changed, deleted, inserted or
+    reordered. Exit codes: 0 the chain holds, 11 it does not, 10 the store cannot be read."""
+    from .audit import AuditError
+
+    store = _store(audit_db)
+    try:
+        count, problem = store.verify()
+    except AuditError as error:
+        _fail(error, EXIT_AUDIT_ERROR, False)
+    if problem is None:
+        print(f"ok: {count} records, the chain holds ({store._shown()})")
+        return
+    print(
+        f"chain broken at record {problem.record_id} (#{problem.seq}): {problem.code}: "
+        f"{problem.message}; {count} records before it hold"
+    )
+    raise typer.Exit(EXIT_CHAIN_BROKEN)
+
+
+@audit_app.command("list")
+def audit_list(
+    audit_db: _AuditDb = None,
+    patient_ref: Annotated[str | None, typer.Option(help="Only this patient.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only records where this rule fired.")] = None,
+    decision: Annotated[str | None, typer.Option(help="Only this decision.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind (screening, gate).")] = None,
+    since: Annotated[str | None, typer.Option(help="Recorded at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Recorded at or before (ISO 8601).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record.")] = False,
+) -> None:
+    """The recorded decisions, oldest first, one line each."""
+    from .audit import AuditError
+
+    store = _store(audit_db, as_json)
+    try:
+        records = list(
+            store.records(
+                patient_ref=patient_ref,
+                rule_id=rule,
+                decision=decision,
+                kind=kind,
+                since=since,
+                until=until,
+            )
+        )
+    except (AuditError, ValueError) as error:
+        _fail(
+            error
+            if isinstance(error, AuditError)
+            else InputError("invalid_value", str(error), Location(path="--since/--until")),
+            EXIT_AUDIT_ERROR if isinstance(error, AuditError) else EXIT_INPUT_ERROR,
+            as_json,
+        )
+    with _reader_may_stop_early():
+        for record in records:
+            if as_json:
+                summary = {
+                    k: v
+                    for k, v in record.to_dict().items()
+                    if k in ("seq", "record_id", "recorded_at", "kind", "patient_ref",
+                             "encounter_ref", "decision", "ruleset_id", "ruleset_version",
+                             "ruleset_hash")
+                }  # fmt: skip
+                print(json.dumps(summary, sort_keys=True))
+            else:
+                print(
+                    f"#{record.seq} {record.record_id} {record.recorded_at} {record.kind} "
+                    f"{record.patient_ref or '-'} {record.decision} "
+                    f"{record.ruleset_id} {record.ruleset_version}"
+                )
+
+
+@audit_app.command("show")
+def audit_show(
+    record_id: Annotated[str, typer.Argument(help="The record id (from `audit list`).")],
+    audit_db: _AuditDb = None,
+) -> None:
+    """One decision: what it was, why (each rule that fired, its title and sources, and the
+    fact values it matched), why not (the facts that were missing), and under which ruleset."""
+    store = _store(audit_db)
+    record = store.get(record_id)
+    if record is None:
+        _fail(
+            InputError("unknown_record", f"no audit record `{record_id}`", Location(path="ID")),
+            EXIT_INPUT_ERROR,
+            False,
+        )
+    findings = {f["rule_id"]: f for f in record.findings}
+    print(f"record {record.record_id} (#{record.seq}), {record.kind}, {record.recorded_at}")
+    print(f"patient {record.patient_ref or '-'}, encounter {record.encounter_ref or '-'}")
+    print(f"decision: {record.decision}")
+    print("why:")
+    for fired in record.fired:
+        finding = findings.get(fired["rule_id"], {})
+        sources = ", ".join(finding.get("sources", ()))
+        print(
+            f"  {fired['rule_id']} {fired['title']}"
+            + (f" [{finding['outcome']}; {sources}]" if finding else "")
+        )
+        for matched in fired.get("matched", ()):
+            values = ", ".join(f"{k}={v}" for k, v in sorted(matched["values"].items()))
+            print(f"    {matched['fact_type']}: {values}")
+    print("why not (missing):" if record.missing else "why not (missing): nothing")
+    for missing in record.missing:
+        print(f"  {missing['rule_id']} {missing['title']}: {', '.join(missing['paths'])}")
+    print(
+        f"ruleset: {record.ruleset_id} {record.ruleset_version} {record.ruleset_hash}; "
+        f"{record.engine}; cds-rules {record.package_version}"
+    )
+    print(f"input {record.input_digest}; redacted: {', '.join(record.redacted) or 'nothing'}")
+    print(f"hash {record.record_hash}, after {record.prev_hash}")
+
+
+@audit_app.command("replay")
+def audit_replay(
+    record_id: Annotated[str, typer.Argument(help="The record id (from `audit list`).")],
+    with_current: Annotated[
+        bool,
+        typer.Option(
+            "--with-current", help="What today's rules (rulesets/protocol.yaml) would say instead."
+        ),
+    ] = False,
+    protocol: Annotated[
+        Path | None, typer.Option(help="With --with-current: this protocol file.")
+    ] = None,
+    audit_db: _AuditDb = None,
+) -> None:
+    """Evaluate the stored input again under the stored ruleset version and confirm the same
+    decision and firings (or show the difference). Exit codes: 0 the same, 1 different, 10 the
+    store cannot be read."""
+    from .audit import AuditError, replay_record
+
+    store = _store(audit_db)
+    current = None
+    if with_current:
+        current = protocol or default_rulesets_dir() / DEFAULT_PROTOCOL
+    try:
+        replayed = replay_record(store, record_id, with_current=current)
+    except AuditError as error:
+        _fail(error, EXIT_AUDIT_ERROR, False)
+    except (RulesetError, InputError) as error:
+        _fail(error, EXIT_INPUT_ERROR, False)
+    for note in replayed.notes:
+        print(f"note: {note}")
+    print(f"replayed under {replayed.ruleset}")
+    if replayed.same:
+        print(f"same: {replayed.decision}, {len(replayed.fired)} rules fired as recorded")
+        return
+    print(f"different: recorded {replayed.record.decision}, now {replayed.decision}")
+    for difference in replayed.differences:
+        print(f"  {difference}")
+    raise typer.Exit(EXIT_TEST_FAILED)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[
+        Path | None, typer.Option(help="Write here instead of standard output.")
+    ] = None,
+    audit_db: _AuditDb = None,
+) -> None:
+    """Every record, oldest first, as JSON lines (each with its hash and the previous one),
+    for an external archive."""
+    store = _store(audit_db)
+    lines = (json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False) for r in store.records())
+    if output is None:
+        with _reader_may_stop_early():
+            for line in lines:
+                print(line)
+        return
+    with output.open("w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line + "\n")
 
 
 def main() -> None:
