@@ -289,6 +289,7 @@ class AuditStore:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_audit_url()
+        self._stored = set()
         try:
             if self.url.startswith("sqlite:///"):
                 path = Path(self.url.removeprefix("sqlite:///"))
@@ -347,6 +348,8 @@ class AuditStore:
 
     # -- writing ------------------------------------------------------------------------------
 
+    _stored: set[str]
+
     def store_ruleset(
         self,
         content_hash: str,
@@ -357,6 +360,8 @@ class AuditStore:
         files: dict[str, str],
     ) -> None:
         """Keep a compiled ruleset's source texts once, by content hash (for replay)."""
+        if content_hash in self._stored:
+            return
         try:
             with self.engine.begin() as connection:
                 self._lock(connection)
@@ -379,6 +384,7 @@ class AuditStore:
             raise AuditError(
                 "audit_write_failed", f"cannot write to the audit store: {_reason(error)}"
             ) from None
+        self._stored.add(content_hash)
 
     def append(
         self,
@@ -627,14 +633,15 @@ def record_assessment(
 ) -> AuditRecord:
     """Store the profile's sources (once) and append the assessment; committed on return."""
     protocol = assessment.protocol
-    store.store_ruleset(
-        protocol.content_hash,
-        protocol.id,
-        protocol.version,
-        assessment.profile,
-        Path(protocol_file).name,
-        profile_files(protocol_file, assessment.profile),
-    )
+    if protocol.content_hash not in store._stored:
+        store.store_ruleset(
+            protocol.content_hash,
+            protocol.id,
+            protocol.version,
+            assessment.profile,
+            Path(protocol_file).name,
+            profile_files(protocol_file, assessment.profile),
+        )
     result = assessment.to_dict()
     fired = [fired for evaluation in result["evaluations"] for fired in evaluation["fired"]]
     return store.append(
