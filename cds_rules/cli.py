@@ -44,7 +44,7 @@ from .errors import CdsRulesError, EngineError, InputError, Location, RulesetErr
 from .evaluation import Evaluation, Finding, MissingData
 from .facts import PatientFacts, load_patient
 from .loader import load_rulesets
-from .monitor_events import MonitoringTable, load_monitoring_table
+from .monitor_events import MonitoringTable, event_to_json, load_monitoring_table
 from .monitor_view import action_lines, summary_lines
 from .protocol import Assessment, assessor_for, compile_profile, load_protocol
 from .spec import Outcome
@@ -284,6 +284,143 @@ def _audit_options(
     configured = [p.strip() for p in os.environ.get("CDS_RULES_AUDIT_REDACT", "").split(",")]
     paths = tuple(dict.fromkeys([*(p for p in configured if p), *(redact or [])]))
     return _Audit(not no_audit, url, patient_ref, encounter_ref, paths)
+
+
+def _table_source(path: Path) -> tuple[str, dict[str, str]]:
+    """A table file's content hash and its text, for the audit store."""
+    content = path.read_text(encoding="utf-8")
+    return "sha256:" + hashlib.sha256(content.encode("utf-8")).hexdigest(), {path.name: content}
+
+
+def _record(
+    audit: _Audit,
+    as_json: bool,
+    *,
+    kind: str,
+    input_data: Any,
+    ruleset: tuple[str, str, str],
+    sources: tuple[str, dict[str, str]] | None,
+    engine: str,
+    fired: list[dict[str, Any]],
+    findings: list[dict[str, Any]],
+    missing: list[dict[str, Any]],
+    decision: str,
+    result: Any,
+    store: Any = None,
+) -> Any:
+    """Record one decision before it is shown (fail closed: no record, no decision)."""
+    if not audit.enabled:
+        return None
+    from .audit import AuditError, AuditStore
+
+    ruleset_id, version, content_hash = ruleset
+    try:
+        target = store if store is not None else AuditStore(audit.url)
+        if sources is not None:
+            main_file, files = sources
+            target.store_ruleset(content_hash, ruleset_id, version, kind, main_file, files)
+        target.append(
+            kind=kind,
+            input_data=input_data,
+            ruleset_id=ruleset_id,
+            ruleset_version=version,
+            ruleset_hash=content_hash,
+            engine=engine,
+            fired=fired,
+            findings=findings,
+            missing=missing,
+            decision=decision,
+            result=result,
+            patient_ref=audit.patient_ref,
+            encounter_ref=audit.encounter_ref,
+            redact_paths=audit.redact,
+        )
+        return target
+    except AuditError as error:
+        _fail(error, EXIT_AUDIT_ERROR, as_json)
+
+
+def _dosing_record(
+    audit: _Audit,
+    as_json: bool,
+    kind: str,
+    table_path: Path,
+    dosing: DosingTable,
+    input_data: Any,
+    result: Any,
+    decision: str,
+) -> None:
+    content_hash, files = _table_source(table_path)
+    data = result.to_dict() if hasattr(result, "to_dict") else json.loads(result.to_json())
+    notes = list(data.get("notes", []))
+    fired = [
+        {"rule_id": n.get("rule"), "title": n.get("message", ""), "matched": []} for n in notes
+    ]
+    _record(
+        audit,
+        as_json,
+        kind=kind,
+        input_data=input_data,
+        ruleset=(f"{dosing.table}", dosing.version, content_hash),
+        sources=(table_path.name, files),
+        engine="cds-rules dose arithmetic",
+        fired=fired,
+        findings=notes,
+        missing=[],
+        decision=decision,
+        result=data,
+    )  # fmt: skip
+
+
+def _combined_sources(
+    protocol_path: Path, profile: str, table_path: Path, profile_hash: str
+) -> tuple[str, tuple[str, dict[str, str]]]:
+    """A profile and a table as one ruleset for the audit store: one hash over both hashes,
+    and both sets of source files."""
+    from .audit import digest, profile_files
+
+    table_hash, table_files = _table_source(table_path)
+    files = {**profile_files(protocol_path, profile), **table_files}
+    return digest(profile_hash + table_hash), (protocol_path.name, files)
+
+
+def _course_record(
+    audit: _Audit,
+    as_json: bool,
+    loaded: Any,
+    report: Any,
+    profile: Any,
+    protocol_path: Path,
+    table_path: Path,
+) -> None:
+    if not audit.enabled:
+        return
+    content_hash, sources = _combined_sources(
+        protocol_path, "course", table_path, profile.protocol.content_hash
+    )
+    fired, findings, missing = [], [], []
+    for session in report.sessions:
+        evaluation = session.evaluation.to_dict()
+        fired += [{**f, "session": session.number} for f in evaluation["fired"]]
+        findings += [{**f, "session": session.number} for f in evaluation["findings"]]
+        missing += [{**m, "session": session.number} for m in evaluation["missing"]]
+    _record(
+        audit,
+        as_json,
+        kind="course",
+        input_data={
+            "course": loaded.spec.model_dump(mode="json"),
+            "patient": loaded.patient.model_dump(mode="json"),
+        },
+        ruleset=(f"{profile.protocol.id}/course+dosing", profile.protocol.version, content_hash),
+        sources=sources,
+        engine=report.sessions[0].evaluation.engine if report.sessions else "none",
+        fired=fired,
+        findings=findings,
+        missing=missing,
+        decision=report.status.value,
+        result=json.loads(report.to_json()),
+    )
 
 
 def _assess(
@@ -704,6 +841,11 @@ def dose(
         Path | None, typer.Option(help="Dosing table (default: rulesets/dosing.yaml).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    audit_db: _AuditDb = None,
+    no_audit: _NoAudit = False,
+    patient_ref: _PatientRef = None,
+    encounter_ref: _EncounterRef = None,
+    redact: _Redact = None,
 ) -> None:
     """Dose plan for one session: each drug in mg/kg, mg, mL of the product in hand and mg/h.
 
@@ -722,6 +864,21 @@ def dose(
         )
     except InputError as error:
         _fail(_as_option(error), EXIT_INPUT_ERROR, as_json)
+    _dosing_record(
+        _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact),
+        as_json,
+        "dose_plan",
+        table or default_rulesets_dir() / "dosing.yaml",
+        dosing,
+        {
+            "patient": facts.model_dump(mode="json"),
+            "session": session,
+            "lidocaine_mg_per_ml": lidocaine_mg_per_ml,
+            "ketamine_mg_per_ml": ketamine_mg_per_ml,
+        },
+        plan,
+        plan.outcome.value,
+    )
     with _reader_may_stop_early():
         if as_json:
             print(plan.to_json())
@@ -739,6 +896,11 @@ def check_dose(
         Path | None, typer.Option(help="Dosing table (default: rulesets/dosing.yaml).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the check as JSON.")] = False,
+    audit_db: _AuditDb = None,
+    no_audit: _NoAudit = False,
+    patient_ref: _PatientRef = None,
+    encounter_ref: _EncounterRef = None,
+    redact: _Redact = None,
 ) -> None:
     """Check an ordered dose: ACCEPT, or REJECT with the permitted maximum.
 
@@ -751,6 +913,16 @@ def check_dose(
         result = check_order(facts, drug.value, mg, table=dosing)
     except InputError as error:
         _fail(_as_option(error, {"ordered_mg": "--mg"}), EXIT_INPUT_ERROR, as_json)
+    _dosing_record(
+        _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact),
+        as_json,
+        "dose_check",
+        table or default_rulesets_dir() / "dosing.yaml",
+        dosing,
+        {"patient": facts.model_dump(mode="json"), "drug": drug.value, "ordered_mg": mg},
+        result,
+        result.decision,
+    )
     with _reader_may_stop_early():
         if as_json:
             print(result.to_json())
@@ -804,6 +976,11 @@ def course(
     as_json: Annotated[bool, typer.Option("--json", help="Print the course as JSON.")] = False,
     cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
     engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+    audit_db: _AuditDb = None,
+    no_audit: _NoAudit = False,
+    patient_ref: _PatientRef = None,
+    encounter_ref: _EncounterRef = None,
+    redact: _Redact = None,
 ) -> None:
     """A course day by day: each dose given against the plan the rules allowed, whether each
     escalation was allowed (ESC-01..04, SES-MAX), the next session's decision with its
@@ -836,6 +1013,15 @@ def course(
         _fail(_in_file(error, str(course_file)), EXIT_INPUT_ERROR, as_json)
     except EngineError as error:
         _fail(error, EXIT_ENGINE_ERROR, as_json)
+    _course_record(
+        _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact),
+        as_json,
+        loaded,
+        report,
+        runner.profile,
+        protocol_path,
+        table or default_rulesets_dir() / "dosing.yaml",
+    )
     if chart is not None:
         from .course_chart import draw_course
 
@@ -935,6 +1121,11 @@ def monitor(
     ] = None,
     cross_check: Annotated[bool, typer.Option("--cross-check", help=_CROSS_CHECK_HELP)] = False,
     engine: Annotated[EngineChoice, typer.Option(help="Evaluator to use.")] = EngineChoice.durable,
+    audit_db: _AuditDb = None,
+    no_audit: _NoAudit = False,
+    patient_ref: _PatientRef = None,
+    encounter_ref: _EncounterRef = None,
+    redact: _Redact = None,
 ) -> None:
     """During the infusion: at each event, whether each drug continues, slows, pauses or
     stops (HALT-*, MON-LID), with the alerts, their instructions and triggering events, what
@@ -974,8 +1165,44 @@ def monitor(
     worst = 0
     bad_input = False
 
+    audit = _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact)
+    audit_store: Any = None
+    replaying = False  # events replayed from the session store were recorded when they came
+    monitor_hash, monitor_sources = _combined_sources(
+        protocol_path,
+        "monitor",
+        table or default_rulesets_dir() / "monitoring.yaml",
+        profile.protocol.content_hash,
+    )
+
     def show(actions: Any) -> None:
-        nonlocal previous, worst
+        nonlocal previous, worst, audit_store
+        if audit.enabled and actions.refused is None and not replaying:
+            evaluation = actions.evaluation.to_dict() if actions.evaluation else {}
+            data = actions.to_dict()
+            audit_store = _record(
+                audit,
+                as_json,
+                kind="monitor",
+                input_data={
+                    "session": watcher.session,
+                    "seq": actions.event.seq,
+                    "event": json.loads(event_to_json(watcher.events[actions.event.seq - 1])),
+                },
+                ruleset=(
+                    f"{profile.protocol.id}/monitor+monitoring",
+                    profile.protocol.version,
+                    monitor_hash,
+                ),
+                sources=monitor_sources if audit_store is None else None,
+                engine=evaluation.get("engine", "none"),
+                fired=evaluation.get("fired", []),
+                findings=evaluation.get("findings", []),
+                missing=evaluation.get("missing", []),
+                decision=";".join(f"{d}={s['action']}" for d, s in data["drugs"].items()),
+                result=data,
+                store=audit_store,
+            )
         for state in actions.drugs.values():
             worst = max(worst, MONITOR_EXIT_CODES.get(state.action, 0))
         if any(alert.after_end for alert in actions.alerts):
@@ -1002,8 +1229,10 @@ def monitor(
                     EXIT_INPUT_ERROR,
                     as_json,
                 )
+            replaying = True
             for actions in replayed:
                 show(actions)
+            replaying = False
         else:
             watcher = Monitor(profile, monitoring, store=session_store, **options)
         source = "<stdin>" if live else session_file

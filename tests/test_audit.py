@@ -310,3 +310,55 @@ def test_the_audit_commands(tmp_path: Path) -> None:
     broken = cli("audit", "verify", url=url)
     assert broken.returncode == 11
     assert broken.stdout.startswith(f"chain broken at record {record_id} (#1): changed:")
+
+
+def test_every_command_records_its_decisions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    v09 = ROOT / "fixtures" / "sessions" / "v09.jsonl"
+    dose = ("dose", str(PASSING), "--session", "2", "--lidocaine-mg-per-ml", "20",
+            "--ketamine-mg-per-ml", "10")  # fmt: skip
+    check = ("check-dose", str(PASSING), "--drug", "ketamine", "--mg", "20")
+    assert cli(*dose, url=url).returncode == 0
+    assert cli(*check, url=url).returncode == 9
+    assert (
+        cli("course", str(ROOT / "fixtures" / "courses" / "documented.yaml"), url=url).returncode
+        == 0
+    )
+    assert cli("monitor", str(v09), url=url).returncode == 3
+    for command in (dose, check):
+        assert cli(*command, "--no-audit", url=url).returncode in (0, 9)
+    store = AuditStore(url)
+    records = list(store.records())
+    events = len(v09.read_text().splitlines())
+    assert [r.kind for r in records] == ["dose_plan", "dose_check", "course"] + ["monitor"] * events
+    assert records[1].decision == "REJECT"
+    assert records[3 + 13].decision == "lidocaine=PAUSE;ketamine=CONTINUE"
+    assert {p["sign"] for p in records[3 + 13].input["event"]["present"]} == {
+        "perioral_numbness",
+        "metallic_taste",
+    }
+    assert "HALT-LAST-01" in [f["rule_id"] for f in records[3 + 13].fired]
+    assert store.verify() == (3 + events, None)
+    # The sources of each ruleset are stored once, by content hash.
+    assert {r.ruleset_hash for r in records[3:]} == {records[3].ruleset_hash}
+    assert store.ruleset_files(records[0].ruleset_hash) is not None
+    assert store.ruleset_files(records[3].ruleset_hash) is not None
+
+
+def test_a_resumed_monitor_does_not_record_the_replayed_events_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    lines = (ROOT / "fixtures" / "sessions" / "v09.jsonl").read_text().splitlines()
+    sessions = str(tmp_path / "sessions")
+    first = subprocess.run(
+        [str(CLI), "monitor", "-", "--store", sessions], input="\n".join(lines[:10]) + "\n",
+        capture_output=True, text=True, timeout=120, env={**os.environ, "CDS_RULES_AUDIT_URL": url},
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(
+        [str(CLI), "monitor", "-", "--store", sessions, "--resume", "V09-day3"],
+        input="\n".join(lines[10:]) + "\n", capture_output=True, text=True, timeout=120,
+        env={**os.environ, "CDS_RULES_AUDIT_URL": url},
+    )  # fmt: skip
+    assert second.returncode == 3, second.stderr
+    records = list(AuditStore(url).records())
+    assert [r.input["seq"] for r in records] == list(range(1, len(lines) + 1))
