@@ -689,6 +689,105 @@ def _firing_keys(fired: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _table_hash(folder: Path, name: str) -> str:
+    content = (folder / name).read_text(encoding="utf-8")
+    return "sha256:" + hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def _evaluate_again(
+    store: AuditStore,
+    record: AuditRecord,
+    folder: Path,
+    protocol_name: str,
+    engine: Literal["durable", "reference"],
+) -> tuple[str, list[dict[str, Any]], str]:
+    """The decision and firings of a record's input evaluated with the sources in ``folder``,
+    and the content hash those sources give (to compare with the recorded one)."""
+    from .facts import parse_patient
+    from .protocol import Assessor, compile_profile
+
+    kind = record.kind
+    data = record.input
+    where = f"audit record {record.record_id}"
+    if kind == "screening" and "/" not in record.ruleset_id:  # one ruleset file on its own
+        from .api import compile_file
+        from .evaluation import Evaluator
+
+        compiled = compile_file(folder / protocol_name)
+        single = Evaluator(compiled, engine=engine).evaluate(parse_patient(data, where)).to_dict()
+        return single["decision"], list(single["fired"]), compiled.content_hash
+    if kind in ("screening", "gate"):
+        profile = compile_profile(folder / protocol_name, record.ruleset_id.split("/", 1)[1])
+        result = Assessor(profile, engine=engine).assess(parse_patient(data, where)).to_dict()
+        decision = result["gate"]["decision"] if result.get("gate") else result["decision"]
+        fired = [f for evaluation in result["evaluations"] for f in evaluation["fired"]]
+        return decision, fired, profile.protocol.content_hash
+    if kind in ("dose_plan", "dose_check"):
+        from .dosing import check_order, load_dosing_table, plan_session
+
+        table = load_dosing_table(folder / "dosing.yaml")
+        patient = parse_patient(data["patient"], where)
+        if kind == "dose_plan":
+            plan = plan_session(
+                patient,
+                data["session"],
+                lidocaine_mg_per_ml=data["lidocaine_mg_per_ml"],
+                ketamine_mg_per_ml=data["ketamine_mg_per_ml"],
+                table=table,
+            )
+            decision, notes = plan.outcome.value, plan.to_dict().get("notes", [])
+        else:
+            check = check_order(patient, data["drug"], data["ordered_mg"], table=table)
+            decision, notes = check.decision, check.to_dict().get("notes", [])
+        fired = [
+            {"rule_id": n.get("rule"), "title": n.get("message", ""), "matched": []} for n in notes
+        ]
+        return decision, fired, _table_hash(folder, "dosing.yaml")
+    if kind == "course":
+        from .course import CourseRunner, parse_course
+        from .dosing import load_dosing_table
+
+        profile = compile_profile(folder / protocol_name, "course")
+        runner = CourseRunner(profile, load_dosing_table(folder / "dosing.yaml"), engine=engine)
+        course = {**data["course"], "patient": data["patient"]}
+        report = runner.run(parse_course(course, where, None, folder))
+        fired = [
+            {**f, "session": session.number}
+            for session in report.sessions
+            for f in session.evaluation.to_dict()["fired"]
+        ]
+        combined = digest(profile.protocol.content_hash + _table_hash(folder, "dosing.yaml"))
+        return report.status.value, fired, combined
+    if kind == "monitor":
+        from .monitor import Monitor
+        from .monitor_events import load_monitoring_table
+
+        profile = compile_profile(folder / protocol_name, "monitor")
+        monitor = Monitor(profile, load_monitoring_table(folder / "monitoring.yaml"), engine=engine)
+        history = sorted(
+            (
+                r.input
+                for r in store.records(kind="monitor")
+                if r.input.get("session") == data["session"] and r.input["seq"] <= data["seq"]
+            ),
+            key=lambda item: item["seq"],
+        )
+        if [item["seq"] for item in history] != list(range(1, data["seq"] + 1)):
+            raise AuditError(
+                "not_replayable",
+                f"the session's events before event {data['seq']} are not all in the store",
+            )
+        actions = None
+        for item in history:
+            actions = monitor.observe(item["event"], store=False)
+        assert actions is not None
+        decision = ";".join(f"{d}={s.action}" for d, s in actions.drugs.items())
+        evaluation = actions.evaluation.to_dict() if actions.evaluation else {"fired": []}
+        combined = digest(profile.protocol.content_hash + _table_hash(folder, "monitoring.yaml"))
+        return decision, list(evaluation["fired"]), combined
+    raise AuditError("not_replayable", f"records of kind `{kind}` cannot be replayed")
+
+
 def replay_record(
     store: AuditStore,
     record_id: str,
@@ -697,31 +796,24 @@ def replay_record(
     engine: Literal["durable", "reference"] = "durable",
 ) -> Replay:
     """Evaluate a stored input again under its stored ruleset (or, ``with_current``, under the
-    protocol file given) and compare the decision and the firings."""
+    protocol file given and the tables beside it) and compare the decision and the firings."""
     import tempfile
-
-    from .facts import parse_patient
-    from .protocol import Assessor, compile_profile
 
     record = store.get(record_id)
     if record is None:
         raise AuditError("unknown_record", f"no audit record `{record_id}`")
-    if record.kind not in ("screening", "gate"):
-        raise AuditError(
-            "not_replayable", f"records of kind `{record.kind}` cannot be replayed yet"
-        )
     notes: list[str] = []
     if record.redacted:
         notes.append(
             "the input was stored with these paths redacted, so it cannot be replayed exactly: "
             + ", ".join(record.redacted)
         )
-    facts = parse_patient(record.input, f"audit record {record_id}")
-    profile_name = record.ruleset_id.split("/", 1)[1]
     if with_current is not None:
-        profile = compile_profile(with_current, profile_name)
-        current = profile.protocol
-        ruleset = f"current {current.id} {current.version} ({current.content_hash})"
+        current = Path(with_current)
+        decision, fired, content_hash = _evaluate_again(
+            store, record, current.parent, current.name, engine
+        )
+        ruleset = f"current {record.ruleset_id} ({content_hash})"
     else:
         stored = store.ruleset_files(record.ruleset_hash)
         if stored is None:
@@ -732,18 +824,15 @@ def replay_record(
         with tempfile.TemporaryDirectory() as folder:
             for name, content in files.items():
                 (Path(folder) / name).write_text(content, encoding="utf-8")
-            profile = compile_profile(Path(folder) / protocol_name, profile_name)
-        if profile.protocol.content_hash != record.ruleset_hash:
+            decision, fired, content_hash = _evaluate_again(
+                store, record, Path(folder), protocol_name, engine
+            )
+        if content_hash != record.ruleset_hash:
             raise AuditError(
                 "ruleset_mismatch",
-                f"the stored sources compile to {profile.protocol.content_hash}, not the "
-                f"recorded {record.ruleset_hash}",
+                f"the stored sources give {content_hash}, not the recorded {record.ruleset_hash}",
             )
         ruleset = f"recorded {record.ruleset_id} {record.ruleset_version} ({record.ruleset_hash})"
-    assessment = Assessor(profile, engine=engine).assess(facts)
-    result = assessment.to_dict()
-    decision = result["gate"]["decision"] if result.get("gate") else result["decision"]
-    fired = [f for evaluation in result["evaluations"] for f in evaluation["fired"]]
     then, now = _firing_keys(record.fired), _firing_keys(fired)
     differences: list[str] = []
     if decision != record.decision:

@@ -681,6 +681,22 @@ def screen(
         evaluation = evaluator.evaluate(facts)
     except EngineError as error:
         _fail(error, EXIT_ENGINE_ERROR, as_json)
+    result = evaluation.to_dict()
+    _record(
+        _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact),
+        as_json,
+        kind="screening",
+        input_data=facts.model_dump(mode="json"),
+        ruleset=(result["ruleset"]["id"], result["ruleset"]["version"],
+                 result["ruleset"]["content_hash"]),
+        sources=(ruleset.name, {ruleset.name: ruleset.read_text(encoding="utf-8")}),
+        engine=result["engine"],
+        fired=result["fired"],
+        findings=result["findings"],
+        missing=result["missing"],
+        decision=result["decision"],
+        result=result,
+    )  # fmt: skip
     with _reader_may_stop_early():
         if as_json:
             print(evaluation.to_json())

@@ -341,8 +341,13 @@ def test_every_command_records_its_decisions(tmp_path: Path) -> None:
     assert store.verify() == (3 + events, None)
     # The sources of each ruleset are stored once, by content hash.
     assert {r.ruleset_hash for r in records[3:]} == {records[3].ruleset_hash}
-    assert store.ruleset_files(records[0].ruleset_hash) is not None
-    assert store.ruleset_files(records[3].ruleset_hash) is not None
+    # Every kind replays under its recorded sources to the same decision and firings.
+    for record in (*records[:3], records[3 + 13], records[-1]):
+        replayed = replay_record(store, record.record_id)
+        assert replayed.same, (record.kind, replayed.differences)
+        assert replayed.decision == record.decision
+    replayed = cli("audit", "replay", records[3 + 13].record_id, url=url)
+    assert "same: lidocaine=PAUSE;ketamine=CONTINUE, 2 rules fired as recorded" in replayed.stdout
 
 
 def test_a_resumed_monitor_does_not_record_the_replayed_events_again(tmp_path: Path) -> None:
@@ -362,3 +367,17 @@ def test_a_resumed_monitor_does_not_record_the_replayed_events_again(tmp_path: P
     assert second.returncode == 3, second.stderr
     records = list(AuditStore(url).records())
     assert [r.input["seq"] for r in records] == list(range(1, len(lines) + 1))
+
+
+def test_a_single_ruleset_screening_is_recorded_and_replays(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    result = cli("screen", str(SEED), "--ruleset", "rulesets/eligibility.yaml", url=url)
+    assert result.returncode == 3
+    [record] = AuditStore(url).records()
+    assert (record.kind, record.ruleset_id, record.decision) == (
+        "screening",
+        "eligibility",
+        "NEEDS_REVIEW",
+    )
+    replayed = replay_record(AuditStore(url), record.record_id)
+    assert replayed.same and replayed.decision == "NEEDS_REVIEW"
