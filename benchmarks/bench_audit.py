@@ -22,12 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 
 from cds_rules.audit import AuditStore, record_assessment  # noqa: E402
 from cds_rules.facts import load_patient  # noqa: E402
 from cds_rules.protocol import assessor_for  # noqa: E402
-from tests.postgres import postgres_server  # noqa: E402
+from tests.postgres import fresh_database, postgres_server  # noqa: E402
 
 PROTOCOL = ROOT / "rulesets" / "protocol.yaml"
 PATIENTS = [ROOT / "fixtures" / "patients" / name for name in ("seed.yaml", "passing.yaml")]
@@ -48,12 +47,7 @@ print(time.perf_counter() - start)
 
 
 def _fresh_postgres(server: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return server.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(server, "bench")
 
 
 def per_decision(url: str | None, decisions: int) -> list[float]:

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as _package_version
@@ -302,14 +302,16 @@ class AuditStore:
         except (SQLAlchemyError, OSError) as error:
             raise AuditError(
                 "audit_unavailable",
-                f"cannot open the audit store {self._shown()}: {_reason(error)}",
+                f"cannot open the audit store {self.location}: {_reason(error)}",
             ) from None
 
     @property
     def dialect(self) -> str:
         return str(self.engine.dialect.name)
 
-    def _shown(self) -> str:
+    @property
+    def location(self) -> str:
+        """The store's URL without credentials."""
         return self.url.split("@")[-1] if "@" in self.url else self.url
 
     def _migrate(self) -> None:
@@ -323,7 +325,7 @@ class AuditStore:
             if current > SCHEMA_VERSION:
                 raise AuditError(
                     "audit_schema_newer",
-                    f"the audit store {self._shown()} has schema version {current}; this "
+                    f"the audit store {self.location} has schema version {current}; this "
                     f"version of cds-rules knows up to {SCHEMA_VERSION}",
                 )
             for version in sorted(v for v in MIGRATIONS if v > current):
@@ -445,7 +447,7 @@ class AuditStore:
         except SQLAlchemyError as error:
             raise AuditError(
                 "audit_write_failed",
-                f"cannot write to the audit store {self._shown()}: {_reason(error)}; the "
+                f"cannot write to the audit store {self.location}: {_reason(error)}; the "
                 "decision is not returned unaudited",
             ) from None
         return AuditRecord(**row)
@@ -605,6 +607,75 @@ def _reason(error: BaseException) -> str:
 # Recording and replaying assessments (screening, gate)
 
 
+Sources = Callable[[], tuple[str, dict[str, str]]]
+
+
+def table_source(path: Path) -> tuple[str, dict[str, str]]:
+    """A table file's content hash and its text by name."""
+    content = path.read_text(encoding="utf-8")
+    return digest(content), {path.name: content}
+
+
+def combined_hash(profile_hash: str, table_hash: str) -> str:
+    """One content hash for a profile evaluated with a table (course: dosing; monitor:
+    monitoring)."""
+    return digest(profile_hash + table_hash)
+
+
+def combined_source(
+    protocol_file: Path, profile: str, table_file: Path, profile_hash: str
+) -> tuple[str, Sources]:
+    """The combined hash of a profile and a table, and their source files (read when the
+    store does not have them yet): the protocol's name and the texts by name."""
+    table_hash, table_files = table_source(table_file)
+
+    def files() -> tuple[str, dict[str, str]]:
+        return protocol_file.name, {**profile_files(protocol_file, profile), **table_files}
+
+    return combined_hash(profile_hash, table_hash), files
+
+
+def record_decision(
+    store: AuditStore,
+    *,
+    kind: str,
+    input_data: Any,
+    ruleset: tuple[str, str, str],
+    sources: Sources | None,
+    engine: str,
+    fired: Sequence[dict[str, Any]],
+    findings: Sequence[dict[str, Any]],
+    missing: Sequence[dict[str, Any]],
+    decision: str,
+    result: Any,
+    patient_ref: str | None = None,
+    encounter_ref: str | None = None,
+    redact_paths: Sequence[str] = (),
+) -> AuditRecord:
+    """Store the ruleset's sources (once, by content hash) and append the decision; the
+    record is committed on return. ``ruleset`` is (id, version, content hash)."""
+    ruleset_id, version, content_hash = ruleset
+    if sources is not None and content_hash not in store._stored:
+        main_file, files = sources()
+        store.store_ruleset(content_hash, ruleset_id, version, kind, main_file, files)
+    return store.append(
+        kind=kind,
+        input_data=input_data,
+        ruleset_id=ruleset_id,
+        ruleset_version=version,
+        ruleset_hash=content_hash,
+        engine=engine,
+        fired=fired,
+        findings=findings,
+        missing=missing,
+        decision=decision,
+        result=result,
+        patient_ref=patient_ref,
+        encounter_ref=encounter_ref,
+        redact_paths=redact_paths,
+    )
+
+
 def profile_files(protocol_file: Path | str, profile: str) -> dict[str, str]:
     """The source texts a profile is compiled from, by name relative to the protocol's folder:
     the protocol, its terminology tables and the profile's rulesets."""
@@ -633,25 +704,18 @@ def record_assessment(
 ) -> AuditRecord:
     """Store the profile's sources (once) and append the assessment; committed on return."""
     protocol = assessment.protocol
-    if protocol.content_hash not in store._stored:
-        store.store_ruleset(
-            protocol.content_hash,
-            protocol.id,
-            protocol.version,
-            assessment.profile,
-            Path(protocol_file).name,
-            profile_files(protocol_file, assessment.profile),
-        )
     result = assessment.to_dict()
-    fired = [fired for evaluation in result["evaluations"] for fired in evaluation["fired"]]
-    return store.append(
+    return record_decision(
+        store,
         kind=assessment.kind,
         input_data=facts.model_dump(mode="json"),
-        ruleset_id=f"{protocol.id}/{assessment.profile}",
-        ruleset_version=protocol.version,
-        ruleset_hash=protocol.content_hash,
+        ruleset=(f"{protocol.id}/{assessment.profile}", protocol.version, protocol.content_hash),
+        sources=lambda: (
+            Path(protocol_file).name,
+            profile_files(protocol_file, assessment.profile),
+        ),
         engine=assessment.engine,
-        fired=fired,
+        fired=[fired for evaluation in result["evaluations"] for fired in evaluation["fired"]],
         findings=result["findings"],
         missing=result["missing"],
         decision=result["gate"]["decision"] if result.get("gate") else result["decision"],
@@ -690,8 +754,7 @@ def _firing_keys(fired: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _table_hash(folder: Path, name: str) -> str:
-    content = (folder / name).read_text(encoding="utf-8")
-    return "sha256:" + hashlib.sha256(content.encode("utf-8")).hexdigest()
+    return table_source(folder / name)[0]
 
 
 def _evaluate_again(
@@ -756,7 +819,7 @@ def _evaluate_again(
             for session in report.sessions
             for f in session.evaluation.to_dict()["fired"]
         ]
-        combined = digest(profile.protocol.content_hash + _table_hash(folder, "dosing.yaml"))
+        combined = combined_hash(profile.protocol.content_hash, _table_hash(folder, "dosing.yaml"))
         return report.status.value, fired, combined
     if kind == "monitor":
         from .monitor import Monitor
@@ -783,7 +846,8 @@ def _evaluate_again(
         assert actions is not None
         decision = ";".join(f"{d}={s.action}" for d, s in actions.drugs.items())
         evaluation = actions.evaluation.to_dict() if actions.evaluation else {"fired": []}
-        combined = digest(profile.protocol.content_hash + _table_hash(folder, "monitoring.yaml"))
+        table_hash = _table_hash(folder, "monitoring.yaml")
+        combined = combined_hash(profile.protocol.content_hash, table_hash)
         return decision, list(evaluation["fired"]), combined
     raise AuditError("not_replayable", f"records of kind `{kind}` cannot be replayed")
 

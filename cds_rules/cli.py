@@ -17,7 +17,7 @@ import os
 import re
 import select
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -286,12 +286,6 @@ def _audit_options(
     return _Audit(not no_audit, url, patient_ref, encounter_ref, paths)
 
 
-def _table_source(path: Path) -> tuple[str, dict[str, str]]:
-    """A table file's content hash and its text, for the audit store."""
-    content = path.read_text(encoding="utf-8")
-    return "sha256:" + hashlib.sha256(content.encode("utf-8")).hexdigest(), {path.name: content}
-
-
 def _record(
     audit: _Audit,
     as_json: bool,
@@ -299,7 +293,7 @@ def _record(
     kind: str,
     input_data: Any,
     ruleset: tuple[str, str, str],
-    sources: tuple[str, dict[str, str]] | None,
+    sources: Callable[[], tuple[str, dict[str, str]]] | None,
     engine: str,
     fired: list[dict[str, Any]],
     findings: list[dict[str, Any]],
@@ -311,20 +305,16 @@ def _record(
     """Record one decision before it is shown (fail closed: no record, no decision)."""
     if not audit.enabled:
         return None
-    from .audit import AuditError, AuditStore
+    from .audit import AuditError, AuditStore, record_decision
 
-    ruleset_id, version, content_hash = ruleset
     try:
         target = store if store is not None else AuditStore(audit.url)
-        if sources is not None:
-            main_file, files = sources
-            target.store_ruleset(content_hash, ruleset_id, version, kind, main_file, files)
-        target.append(
+        record_decision(
+            target,
             kind=kind,
             input_data=input_data,
-            ruleset_id=ruleset_id,
-            ruleset_version=version,
-            ruleset_hash=content_hash,
+            ruleset=ruleset,
+            sources=sources,
             engine=engine,
             fired=fired,
             findings=findings,
@@ -350,7 +340,9 @@ def _dosing_record(
     result: Any,
     decision: str,
 ) -> None:
-    content_hash, files = _table_source(table_path)
+    from .audit import table_source
+
+    content_hash, files = table_source(table_path)
     data = result.to_dict() if hasattr(result, "to_dict") else json.loads(result.to_json())
     notes = list(data.get("notes", []))
     fired = [
@@ -362,7 +354,7 @@ def _dosing_record(
         kind=kind,
         input_data=input_data,
         ruleset=(f"{dosing.table}", dosing.version, content_hash),
-        sources=(table_path.name, files),
+        sources=lambda: (table_path.name, files),
         engine="cds-rules dose arithmetic",
         fired=fired,
         findings=notes,
@@ -370,18 +362,6 @@ def _dosing_record(
         decision=decision,
         result=data,
     )  # fmt: skip
-
-
-def _combined_sources(
-    protocol_path: Path, profile: str, table_path: Path, profile_hash: str
-) -> tuple[str, tuple[str, dict[str, str]]]:
-    """A profile and a table as one ruleset for the audit store: one hash over both hashes,
-    and both sets of source files."""
-    from .audit import digest, profile_files
-
-    table_hash, table_files = _table_source(table_path)
-    files = {**profile_files(protocol_path, profile), **table_files}
-    return digest(profile_hash + table_hash), (protocol_path.name, files)
 
 
 def _course_record(
@@ -395,7 +375,9 @@ def _course_record(
 ) -> None:
     if not audit.enabled:
         return
-    content_hash, sources = _combined_sources(
+    from .audit import combined_source
+
+    content_hash, sources = combined_source(
         protocol_path, "course", table_path, profile.protocol.content_hash
     )
     fired, findings, missing = [], [], []
@@ -689,7 +671,7 @@ def screen(
         input_data=facts.model_dump(mode="json"),
         ruleset=(result["ruleset"]["id"], result["ruleset"]["version"],
                  result["ruleset"]["content_hash"]),
-        sources=(ruleset.name, {ruleset.name: ruleset.read_text(encoding="utf-8")}),
+        sources=lambda: (ruleset.name, {ruleset.name: ruleset.read_text(encoding="utf-8")}),
         engine=result["engine"],
         fired=result["fired"],
         findings=result["findings"],
@@ -1184,7 +1166,9 @@ def monitor(
     audit = _audit_options(no_audit, audit_db, patient_ref, encounter_ref, redact)
     audit_store: Any = None
     replaying = False  # events replayed from the session store were recorded when they came
-    monitor_hash, monitor_sources = _combined_sources(
+    from .audit import combined_source
+
+    monitor_hash, monitor_sources = combined_source(
         protocol_path,
         "monitor",
         table or default_rulesets_dir() / "monitoring.yaml",
@@ -1824,7 +1808,7 @@ def audit_verify(audit_db: _AuditDb = None) -> None:
     except AuditError as error:
         _fail(error, EXIT_AUDIT_ERROR, False)
     if problem is None:
-        print(f"ok: {count} records, the chain holds ({store._shown()})")
+        print(f"ok: {count} records, the chain holds ({store.location})")
         return
     print(
         f"chain broken at record {problem.record_id} (#{problem.seq}): {problem.code}: "

@@ -35,10 +35,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .dosing import (
+    DRUGS,
     DoseCheck,
     DosePlan,
     DosingTable,
     DosingWeight,
+    Drug,
     Note,
     _dec,
     _JsonResult,
@@ -81,8 +83,6 @@ __all__ = [
     "status_label",
 ]
 
-Drug = Literal["lidocaine", "ketamine"]
-DRUGS: tuple[Drug, ...] = ("lidocaine", "ketamine")
 
 # ---------------------------------------------------------------------------------------------
 # The course file

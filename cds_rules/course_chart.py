@@ -43,15 +43,13 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 from matplotlib.typing import LineStyleType
 
 from .course import CourseReport, DrugDay, SessionReport
-from .dosing import DosingTable, fmt
+from .dosing import DRUGS, DosingTable, Drug, fmt
 from .errors import InputError, Location
 from .spec import CourseAction
 
 __all__ = ["CourseSeries", "chart_series", "draw_course"]
 
-Drug = Literal["lidocaine", "ketamine"]
 Verdict = Literal["allowed", "not allowed", "not shown"]
-_DRUGS: tuple[Drug, ...] = ("lidocaine", "ketamine")
 
 _SIZE_IN = (16.0, 10.0)
 _DPI = 100
@@ -161,10 +159,10 @@ def chart_series(report: CourseReport, table: DosingTable) -> CourseSeries:
         if dosing_kg is not None and dosing_kg > 0
         else None
     )
-    held: dict[str, dict[int, CourseAction]] = {drug: {} for drug in _DRUGS}
-    escalations: dict[str, dict[int, Verdict]] = {drug: {} for drug in _DRUGS}
+    held: dict[str, dict[int, CourseAction]] = {drug: {} for drug in DRUGS}
+    escalations: dict[str, dict[int, Verdict]] = {drug: {} for drug in DRUGS}
     for previous, session in itertools.pairwise(sessions):
-        for drug in _DRUGS:
+        for drug in DRUGS:
             action = previous.next.by_drug[drug]
             if action != CourseAction.ESCALATE:
                 held[drug][session.day] = action
@@ -189,7 +187,7 @@ def chart_series(report: CourseReport, table: DosingTable) -> CourseSeries:
         held=held,
         escalations=escalations,
         over_maximum={
-            drug: tuple(s.day for s in drawn if _rejected(_dose(s, drug))) for drug in _DRUGS
+            drug: tuple(s.day for s in drawn if _rejected(_dose(s, drug))) for drug in DRUGS
         },
         adverse_events={
             s.day: tuple(_event_code(e.grade, e.last_tier) for e in s.adverse_events)

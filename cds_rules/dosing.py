@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 Drug = Literal["lidocaine", "ketamine"]
+DRUGS: tuple[Drug, ...] = ("lidocaine", "ketamine")
 CheckDecision = Literal["ACCEPT", "REJECT", "NEEDS_REVIEW", "CANNOT_EVALUATE"]
 
 

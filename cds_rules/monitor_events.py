@@ -28,11 +28,11 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from .dosing import Parameter
+from .dosing import DRUGS, Drug, Parameter
 from .errors import InputError, InputErrors, Location, RulesetError, RulesetErrors
 from .facts import _AwareDateTime
 from .loader import did_you_mean
@@ -64,8 +64,6 @@ __all__ = [
     "parse_event_line",
 ]
 
-Drug = Literal["lidocaine", "ketamine"]
-DRUGS: tuple[Drug, ...] = ("lidocaine", "ketamine")
 
 # ---------------------------------------------------------------------------------------------
 # The monitoring table
@@ -430,31 +428,6 @@ class EndEvent(_Event):
     vnrs_after: _Vnrs | None = None
 
 
-Event = Annotated[
-    StartEvent
-    | BaselineEvent
-    | VitalsEvent
-    | SedationEvent
-    | SymptomsEvent
-    | EcgEvent
-    | StaffEvent
-    | NowEvent
-    | EndEvent
-    | DischargeEvent,
-    Field(discriminator="type"),
-]
-EVENT_TYPES = (
-    "start",
-    "baseline",
-    "vitals",
-    "sedation",
-    "symptoms",
-    "ecg",
-    "staff",
-    "now",
-    "end",
-    "discharge",
-)
 AnyEvent = (
     StartEvent
     | BaselineEvent
@@ -466,6 +439,11 @@ AnyEvent = (
     | NowEvent
     | EndEvent
     | DischargeEvent
+)
+Event = Annotated[AnyEvent, Field(discriminator="type")]
+#: The ``type`` of each kind of event, in the order above.
+EVENT_TYPES: tuple[str, ...] = tuple(
+    get_args(kind.model_fields["type"].annotation)[0] for kind in get_args(AnyEvent)
 )
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from cds_rules.audit import AuditError, AuditStore, record_assessment, replay_re
 from cds_rules.facts import load_patient
 from cds_rules.protocol import assessor_for
 
-from .postgres import MISSING, postgres_server
+from .postgres import MISSING, fresh_database, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "cds-rules"
@@ -43,12 +42,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path, postgres: str | None) ->
         return f"sqlite:///{tmp_path / 'audit.sqlite'}"
     if postgres is None:
         pytest.skip(MISSING)
-    name = f"audit_{uuid.uuid4().hex[:12]}"
-    server = create_engine(postgres, isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    server.dispose()
-    return postgres.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(postgres)
 
 
 def screen(store: AuditStore, patient: Path = SEED, **options: Any) -> Any:

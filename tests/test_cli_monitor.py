@@ -161,10 +161,10 @@ class _Reader:
                 return seen
 
 
-def test_streamed_events_are_answered_as_they_arrive() -> None:
-    lines = V09.read_text().splitlines()
+def _live(*options: str) -> tuple[subprocess.Popen[str], _Reader]:
+    """``cds-rules monitor -`` reading its standard input as events are written to it."""
     process = subprocess.Popen(
-        [str(CLI), "monitor", "-"],
+        [str(CLI), "monitor", "-", *options],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -172,7 +172,12 @@ def test_streamed_events_are_answered_as_they_arrive() -> None:
         text=True,
     )
     assert process.stdin is not None
-    reader = _Reader(process)
+    return process, _Reader(process)
+
+
+def test_streamed_events_are_answered_as_they_arrive() -> None:
+    lines = V09.read_text().splitlines()
+    process, reader = _live()
     try:
         for index, line in enumerate(lines[:14], start=1):
             process.stdin.write(line + "\n")
@@ -269,16 +274,7 @@ def test_tick_flags_an_overdue_reading_while_the_input_is_quiet() -> None:
     started = (datetime.now(UTC) - timedelta(minutes=6)).replace(microsecond=0)
     first = json.loads(V09.read_text().splitlines()[0])
     first["at"] = started.isoformat()
-    process = subprocess.Popen(
-        [str(CLI), "monitor", "-", "--tick", "0.2"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin is not None
-    reader = _Reader(process)
+    process, reader = _live("--tick", "0.2")
     try:
         process.stdin.write(json.dumps(first) + "\n")
         process.stdin.flush()

@@ -498,13 +498,29 @@ def test_a_stored_session_cannot_be_started_twice(profile: Any, table: Any) -> N
     assert codes(caught.value) == [("duplicate_session", "$.session")]
 
 
-def test_a_monitored_session_feeds_the_course_decision(profile: Any, table: Any) -> None:
-    """Session 2 of the documented course, monitored: a tinnitus that resolves. Its summary,
-    as the course's session 2, holds the next dose (ESC-02-LAST, CTCAE-G1, ESC-01-HALT)."""
+def _as_course_session_2(profile: Any, table: Any, events: list[dict[str, Any]]) -> Any:
+    """The monitored session's summary as session 2 of the documented course (68 kg,
+    lidocaine 3.75 mg/kg = 255 mg): the decision for the session after it."""
     import yaml
 
     from cds_rules.course import CourseRunner, parse_course
     from cds_rules.dosing import load_dosing_table
+
+    monitor, _ = replay(profile, table, events)
+    session = monitor.summary().course_session()
+    course = yaml.safe_load((ROOT / "fixtures" / "courses" / "documented.yaml").read_text())
+    course["sessions"][1] = {**session, "lidocaine": {"mg_per_kg": 3.75, "mg": 255}}
+    loaded = parse_course(course, "course", None, ROOT / "fixtures" / "courses")
+    runner = CourseRunner(
+        compile_profile(ROOT / "rulesets" / "protocol.yaml", "course"),
+        load_dosing_table(ROOT / "rulesets" / "dosing.yaml"),
+    )
+    return runner.run(loaded).sessions[-1].next
+
+
+def test_a_monitored_session_feeds_the_course_decision(profile: Any, table: Any) -> None:
+    """Session 2 of the documented course, monitored: a tinnitus that resolves. Its summary,
+    as the course's session 2, holds the next dose (ESC-02-LAST, CTCAE-G1, ESC-01-HALT)."""
 
     def event(minute: int, **fields: Any) -> dict[str, Any]:
         return {"at": at(minute * 60), **fields}
@@ -525,16 +541,7 @@ def test_a_monitored_session_feeds_the_course_decision(profile: Any, table: Any)
     events.append(
         event(61, type="end", delivered_percent={"lidocaine": 95, "ketamine": 100}, vnrs_after=5)
     )
-    monitor, _ = replay(profile, table, events)
-    session = monitor.summary().course_session()
-    course = yaml.safe_load((ROOT / "fixtures" / "courses" / "documented.yaml").read_text())
-    course["sessions"][1] = {**session, "lidocaine": {"mg_per_kg": 3.75, "mg": 255}}
-    loaded = parse_course(course, "course", None, ROOT / "fixtures" / "courses")
-    runner = CourseRunner(
-        compile_profile(ROOT / "rulesets" / "protocol.yaml", "course"),
-        load_dosing_table(ROOT / "rulesets" / "dosing.yaml"),
-    )
-    decision = runner.run(loaded).sessions[-1].next
+    decision = _as_course_session_2(profile, table, events)
     assert decision.action.value == "HOLD_DOSE"
     assert {"ESC-01-HALT", "ESC-02-LAST", "CTCAE-G1"} <= {r.rule_id for r in decision.reasons}
 
@@ -602,11 +609,6 @@ def test_a_stop_that_ends_the_course_ends_it(
 ) -> None:
     """The summary of a session stopped by a QRS widening or an HR under 40 (LAST tier 3)
     discontinues the course: it does not come back as an unknown halt that only holds."""
-    import yaml
-
-    from cds_rules.course import CourseRunner, parse_course
-    from cds_rules.dosing import load_dosing_table
-
     baseline = {"sbp": 118, "dbp": 74, "hr": 76, "spo2": 98, "rr": 14, "poss": 1, "qrs_ms": 96}
     events = [
         start(number=2, day=2, weight_kg=68, baseline=baseline, gate_passed=True,
@@ -616,16 +618,7 @@ def test_a_stop_that_ends_the_course_ends_it(
         {"type": "end", "at": at(180), "delivered_percent": {"lidocaine": 20, "ketamine": 20},
          "vnrs_after": 6},
     ]  # fmt: skip
-    monitor, _ = replay(profile, table, events)
-    session = monitor.summary().course_session()
-    course = yaml.safe_load((ROOT / "fixtures" / "courses" / "documented.yaml").read_text())
-    course["sessions"][1] = {**session, "lidocaine": {"mg_per_kg": 3.75, "mg": 255}}
-    loaded = parse_course(course, "course", None, ROOT / "fixtures" / "courses")
-    runner = CourseRunner(
-        compile_profile(ROOT / "rulesets" / "protocol.yaml", "course"),
-        load_dosing_table(ROOT / "rulesets" / "dosing.yaml"),
-    )
-    decision = runner.run(loaded).sessions[-1].next
+    decision = _as_course_session_2(profile, table, events)
     assert decision.action.value == "DISCONTINUE_COURSE"
     assert expected in {r.rule_id for r in decision.reasons}
     assert "HALT-UNRECOGNISED" not in {r.rule_id for r in decision.reasons}
